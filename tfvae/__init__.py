@@ -1,0 +1,19 @@
+"""tfvae: variational autoencoders on TensorFlow Probability and tf_keras.
+
+```python
+import tfvae
+model = tfvae.VAE(latent_dim=32, posterior="full_covariance", likelihood="bernoulli")
+```
+"""
+
+from tfvae import data
+from tfvae import likelihoods
+from tfvae import objectives
+from tfvae import posteriors
+from tfvae import priors
+from tfvae.models.vae import VAE
+from tfvae.types import ForwardPass
+
+__version__ = "0.1.0"
+
+__all__ = ["VAE", "ForwardPass", "data", "likelihoods", "objectives", "posteriors", "priors"]

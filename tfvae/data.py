@@ -1,0 +1,281 @@
+"""Datasets as tf.data pipelines of float32 images in [0, 1], shape [B, H, W, C].
+
+`load(name, split, batch_size)` resolves a named dataset in this order, logging each step:
+
+1. a prepared TFDS dataset in the TFDS data dir (`data_dir`, or TFDS's default);
+2. raw IDX files (`train-images-idx3-ubyte[.gz]` ...) in `$TFVAE_DATA_DIR/<name>/`, or for
+   Fashion-MNIST in `/usr/share/datasets/fashion-mnist/` (Debian's `dataset-fashion-mnist`);
+3. a TFDS download (needs the internet).
+
+`synthetic` is a small procedural dataset (deterministic, with labels) for tests.
+"""
+
+import gzip
+import logging
+import os
+import struct
+
+import numpy as np
+
+from tfvae._tf import tf
+
+log = logging.getLogger(__name__)
+
+IDX_DATASETS = {
+    "fashion_mnist": ["/usr/share/datasets/fashion-mnist"],
+    "mnist": ["/usr/share/datasets/mnist"],
+}
+DATASETS = ("fashion_mnist", "mnist", "synthetic")
+SPLITS = ("train", "test")
+BINARIZE = (None, "static", "dynamic")
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+# IDX type codes -> NumPy dtypes (big-endian), from the format's definition.
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
+               0x0E: ">f8"}
+
+
+class DatasetNotFoundError(ValueError):
+    """No source could provide the dataset; the message says how to provide it."""
+
+
+# ---------------------------------------------------------------------------- IDX files
+
+def read_idx(path, expected_ndim=None):
+    """Reads an IDX file (optionally gzipped) into a NumPy array, validating its header.
+
+    Args:
+        path: file path; a `.gz` suffix is decompressed.
+        expected_ndim: 3 for images, 1 for labels; None accepts any.
+
+    Raises:
+        ValueError: bad magic number, unknown type code, wrong rank, or a size that does not
+            match the header.
+    """
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4:
+        raise ValueError(f"{path}: not an IDX file (only {len(data)} bytes).")
+    zero, type_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or type_code not in _IDX_DTYPES:
+        raise ValueError(f"{path}: bad IDX magic number 0x{data[:4].hex()} "
+                         "(expected 0x000008NN for unsigned bytes).")
+    if expected_ndim is not None and ndim != expected_ndim:
+        raise ValueError(f"{path}: IDX file has {ndim} dimensions; expected {expected_ndim}.")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{path}: IDX header truncated.")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = np.dtype(_IDX_DTYPES[type_code])
+    expected = header + int(np.prod(dims)) * dtype.itemsize
+    if len(data) != expected:
+        raise ValueError(f"{path}: IDX size mismatch: header says {dims} "
+                         f"({expected} bytes) but the file has {len(data)} bytes.")
+    return np.frombuffer(data, dtype, offset=header).reshape(dims)
+
+
+def write_idx(path, array):
+    """Writes a uint8 array as an IDX file (gzipped if `path` ends in .gz); for tests."""
+    array = np.ascontiguousarray(array, np.uint8)
+    payload = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I",
+                                                                     *array.shape)
+    payload += array.tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(payload)
+
+
+def _idx_dirs(name):
+    dirs = []
+    if os.environ.get("TFVAE_DATA_DIR"):
+        dirs.append(os.path.join(os.environ["TFVAE_DATA_DIR"], name))
+    return dirs + IDX_DATASETS.get(name, [])
+
+
+def _find(directory, stem):
+    for candidate in (stem, stem + ".gz"):
+        path = os.path.join(directory, candidate)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _load_idx(name, split):
+    """Images [N, 28, 28, 1] uint8 and labels [N] int64 from the first directory that has them."""
+    for directory in _idx_dirs(name):
+        images_path, labels_path = (_find(directory, s) for s in IDX_FILES[split])
+        if images_path and labels_path:
+            images = read_idx(images_path, expected_ndim=3)
+            labels = read_idx(labels_path, expected_ndim=1)
+            if len(images) != len(labels):
+                raise ValueError(f"{directory}: {len(images)} images but {len(labels)} labels.")
+            log.info("%s/%s: IDX files in %s", name, split, directory)
+            return images[..., None], labels.astype(np.int64)
+        log.info("%s/%s: no IDX files in %s", name, split, directory)
+    return None
+
+
+# ---------------------------------------------------------------------------- TFDS
+
+def _load_tfds(name, split, data_dir, download):
+    try:
+        import tensorflow_datasets as tfds  # slow to import; only when needed
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        if not download and not tf.io.gfile.exists(
+                os.path.join(builder.data_dir, "dataset_info.json")):
+            log.info("%s/%s: no prepared TFDS dataset in %s", name, split, builder.data_dir)
+            return None
+        if download:
+            log.info("%s/%s: downloading with TFDS", name, split)
+            builder.download_and_prepare()
+        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    except Exception as e:  # noqa: BLE001  (TFDS raises many types; each means "not here")
+        log.info("%s/%s: TFDS %s failed: %s", name, split,
+                 "download" if download else "load", str(e).splitlines()[0][:200])
+        return None
+    images, labels = [], []
+    for image, label in ds.batch(10000).as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
+    log.info("%s/%s: TFDS (%s)", name, split, builder.data_dir)
+    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+
+
+def _not_found_message(name):
+    dirs = " or ".join(_idx_dirs(name) or [f"$TFVAE_DATA_DIR/{name}/"])
+    apt = " (on Debian/Ubuntu: apt-get install dataset-fashion-mnist)" \
+        if name == "fashion_mnist" else ""
+    return (f"Dataset {name!r} not found. Provide it one of three ways: (1) prepare it with "
+            f"TFDS (tfds build {name}, or tfds.load on a machine with internet) and pass "
+            f"data_dir; (2) put the raw IDX files (train-images-idx3-ubyte.gz, "
+            f"train-labels-idx1-ubyte.gz, t10k-...) in {dirs}{apt}, or set $TFVAE_DATA_DIR "
+            f"to a folder with a {name}/ subfolder; (3) allow a TFDS download "
+            f"(download=True, needs internet).")
+
+
+# ---------------------------------------------------------------------------- synthetic
+
+def synthetic_arrays(split, image_shape=(28, 28, 1), num_examples=None, num_classes=10):
+    """A deterministic procedural dataset: 10 classes of blurred strokes with random jitter.
+
+    Each class is an oriented bar at a class-specific angle plus a class-specific blob;
+    examples jitter position, thickness and contrast, so the data has real structure for a
+    VAE to learn (a few latent dims explain most of it) and labels for projector tests.
+
+    Returns:
+        images [N, H, W, C] uint8 and labels [N] int64.
+    """
+    num_examples = num_examples or {"train": 2048, "test": 512}[split]
+    rng = np.random.default_rng({"train": 0, "test": 1}[split])
+    h, w, c = image_shape
+    yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+    labels = rng.integers(0, num_classes, num_examples)
+    angle = np.pi * labels / num_classes + rng.normal(0, 0.08, num_examples)
+    shift = rng.normal(0, 0.12, (num_examples, 2))
+    width = rng.uniform(0.10, 0.22, num_examples)
+    contrast = rng.uniform(0.7, 1.0, num_examples)
+    blob_angle = 2 * np.pi * labels / num_classes
+    bx, by = 0.55 * np.cos(blob_angle), 0.55 * np.sin(blob_angle)
+    x0 = xx[None] - shift[:, 0, None, None]
+    y0 = yy[None] - shift[:, 1, None, None]
+    dist = np.abs(x0 * np.sin(angle)[:, None, None] - y0 * np.cos(angle)[:, None, None])
+    bar = np.exp(-(dist / width[:, None, None]) ** 2) * (np.hypot(x0, y0) < 0.8)
+    blob = np.exp(-((x0 - bx[:, None, None]) ** 2 + (y0 - by[:, None, None]) ** 2) / 0.03)
+    img = np.clip(contrast[:, None, None] * np.maximum(bar, blob), 0, 1)
+    channel_gain = np.linspace(1.0, 0.6, c)
+    images = (255 * img[..., None] * channel_gain).round().astype(np.uint8)
+    return images, labels.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------- load
+
+def load_arrays(name, split, data_dir=None, download=False, image_shape=(28, 28, 1)):
+    """Images [N, H, W, C] uint8 and labels [N] int64 from the resolution chain."""
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; expected one of {list(DATASETS)}.")
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {list(SPLITS)}.")
+    if name == "synthetic":
+        return synthetic_arrays(split, image_shape=tuple(image_shape))
+    for source in (lambda: _load_tfds(name, split, data_dir, download=False),
+                   lambda: _load_idx(name, split),
+                   lambda: _load_tfds(name, split, data_dir, download=True)
+                   if download else None):
+        arrays = source()
+        if arrays is not None:
+            return arrays
+    raise DatasetNotFoundError(_not_found_message(name))
+
+
+def load(name="fashion_mnist", split="train", batch_size=128, binarize=None,
+         with_labels=False, shuffle=None, seed=0, data_dir=None, download=False,
+         drop_remainder=False, limit=None, image_shape=(28, 28, 1)):
+    """A cached, shuffled, batched, prefetched tf.data.Dataset of images in [0, 1].
+
+    Args:
+        name: "fashion_mnist", "mnist" or "synthetic". Default value: "fashion_mnist".
+        split: "train" or "test".
+        batch_size: images per batch, B.
+        binarize: None (grey levels / 255), "static" (threshold at 0.5, fixed: the
+            benchmark's FMNIST-bin) or "dynamic" (a fresh Bernoulli draw every epoch).
+        with_labels: yield (images, labels) instead of images.
+        shuffle: shuffle each epoch. Default value: True for "train", False for "test".
+        seed: seed of the shuffle order and dynamic binarization.
+        data_dir: TFDS data dir for step 1 (and 3).
+        download: allow step 3, a TFDS download.
+        drop_remainder: drop the last partial batch.
+        limit: keep only the first `limit` examples.
+        image_shape: (H, W, C) of `synthetic` images; the others are (28, 28, 1).
+
+    Returns:
+        tf.data.Dataset of float32 [B, H, W, C] (and int64 [B] labels).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size <= 0:
+        raise ValueError(f"`batch_size` must be a positive int; got {batch_size!r}.")
+    if binarize not in BINARIZE:
+        raise ValueError(f"`binarize` must be one of {list(BINARIZE)}; got {binarize!r}.")
+    if limit is not None and (not isinstance(limit, (int, np.integer)) or limit <= 0):
+        raise ValueError(f"`limit` must be a positive int or None; got {limit!r}.")
+    images, labels = load_arrays(name, split, data_dir=data_dir, download=download,
+                                 image_shape=image_shape)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    shuffle = (split == "train") if shuffle is None else shuffle
+
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).cache()
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    # Converting whole batches (not single images) keeps the per-element map overhead off
+    # the training loop.
+    if binarize == "dynamic":
+        # One random key per batch, new every epoch, repeatable for a seed.
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, keys)).map(_dynamic_binarizer(seed),
+                                                 num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda x, y: (_to_float(x, binarize), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    if not with_labels:
+        ds = ds.map(lambda x, y: x)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _to_float(images, binarize):
+    x = tf.cast(images, tf.float32) / 255.0
+    if binarize == "static":
+        x = tf.cast(x > 0.5, tf.float32)
+    return x
+
+
+def _dynamic_binarizer(seed):
+    def fn(batch, key):
+        x, y = batch
+        u = tf.random.stateless_uniform(tf.shape(x), seed=tf.stack([key, seed]))
+        return tf.cast(u < _to_float(x, None), tf.float32), y
+    return fn

@@ -1,0 +1,98 @@
+"""ForwardPass: what one pass of a latent-variable model computed, shared by every term.
+
+Shape conventions (sample axis first, as TFP's `sample(S)` puts it):
+
+```none
+x               [B, H, W, C]   float32 images in [0, 1]
+q_z             batch [B],    event [D]        q(z|x)
+z               [S, B, D]                      reparameterized samples of q(z|x)
+p_z             batch [],     event [D]        the prior
+p_x_given_z     batch [S, B], event [H, W, C]  the decoder's likelihood
+log_px_given_z  [S, B]   nats
+distortion      [B]      nats, -E_q[log p(x|z)] (Monte Carlo over the S samples)
+rate            [B]      nats, KL(q(z|x) || p(z)), analytic when TFP has it
+```
+"""
+
+import functools
+
+from tfvae._tf import tf, tfd
+
+KL_MODES = ("auto", "analytic", "mc")
+
+
+def check_kl_mode(kl):
+    if kl not in KL_MODES:
+        raise ValueError(f"`kl` must be one of {list(KL_MODES)}; got {kl!r}.")
+    return kl
+
+
+def has_analytic_kl(q_z, p_z):
+    """Whether TFP has a registered KL(q || p) for the pair of distribution types."""
+    from tensorflow_probability.python.distributions import kullback_leibler
+    return kullback_leibler._registered_kl(type(q_z), type(p_z)) is not None  # pylint: disable=protected-access
+
+
+class ForwardPass:
+    """One forward pass; derived quantities are computed once, on first use.
+
+    Objective terms read what they need (`fwd.distortion`, `fwd.rate`, `fwd.z`, ...) so a
+    quantity several terms share, such as log p(x|z), is built into the graph once.
+
+    Args:
+        x: images, [B, H, W, C].
+        q_z: the posterior q(z|x), batch [B], event [D].
+        z: samples of q_z, [S, B, D].
+        p_z: the prior, event [D].
+        p_x_given_z: the likelihood p(x|z), batch [S, B], event [H, W, C].
+        step: the optimizer step (int64 scalar) for scheduled weights.
+        kl: "analytic", "mc" or "auto" (analytic when TFP has the KL, Monte Carlo otherwise).
+        model: the model that made the pass, for terms that need its networks.
+    """
+
+    def __init__(self, x, q_z, z, p_z, p_x_given_z, step, kl="auto", model=None):
+        self.x = x
+        self.q_z = q_z
+        self.z = z
+        self.p_z = p_z
+        self.p_x_given_z = p_x_given_z
+        self.step = step
+        self.kl = check_kl_mode(kl)
+        self.model = model
+
+    @functools.cached_property
+    def log_px_given_z(self):
+        """log p(x|z) per sample, [S, B], nats."""
+        return self.p_x_given_z.log_prob(self.x)
+
+    @functools.cached_property
+    def distortion(self):
+        """-E_q[log p(x|z)] estimated with the S samples, [B], nats."""
+        return -tf.reduce_mean(self.log_px_given_z, axis=0)
+
+    @functools.cached_property
+    def log_qz(self):
+        """log q(z|x) of the drawn samples, [S, B], nats."""
+        return self.q_z.log_prob(self.z)
+
+    @functools.cached_property
+    def log_pz(self):
+        """log p(z) of the drawn samples, [S, B], nats."""
+        return self.p_z.log_prob(self.z)
+
+    @functools.cached_property
+    def rate(self):
+        """KL(q(z|x) || p(z)), [B], nats: analytic or a Monte-Carlo mean over the S samples."""
+        analytic = has_analytic_kl(self.q_z, self.p_z)
+        if self.kl == "analytic" and not analytic:
+            raise ValueError(
+                f"`kl='analytic'` but TFP has no KL between {type(self.q_z).__name__} and "
+                f"{type(self.p_z).__name__}; use kl='mc' or kl='auto'.")
+        if self.kl != "mc" and analytic:
+            return tfd.kl_divergence(self.q_z, self.p_z)
+        return tf.reduce_mean(self.log_qz - self.log_pz, axis=0)
+
+    @property
+    def elbo(self):
+        """The evidence lower bound per example, [B], nats (higher is better)."""
+        return -(self.distortion + self.rate)
