@@ -7,6 +7,7 @@ model = tfvae.VAE(latent_dim=32, posterior="full_covariance", likelihood="bernou
 """
 
 from tfvae import data
+from tfvae import evaluation
 from tfvae import likelihoods
 from tfvae import objectives
 from tfvae import posteriors

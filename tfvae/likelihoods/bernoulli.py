@@ -18,8 +18,10 @@ class BernoulliLikelihood(Likelihood):
     """p(x|z) = prod_pixels Bernoulli(sigmoid(logits)); mean() gives pixel probabilities."""
 
     def call(self, logits):
+        # tfd.Bernoulli's validate_args would reject grey levels, which are allowed on
+        # purpose (the continuous cross-entropy); `check_values` guards the [0, 1] range.
         return tfd.Independent(
-            tfd.Bernoulli(logits=logits, dtype=logits.dtype, validate_args=self.validate_args),
+            tfd.Bernoulli(logits=logits, dtype=logits.dtype),
             reinterpreted_batch_ndims=3, validate_args=self.validate_args, name="p_x_given_z")
 
     def check_values(self, x):

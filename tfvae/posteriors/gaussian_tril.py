@@ -59,11 +59,14 @@ class FullCovarianceGaussian(Posterior):
         d = latent_dim
         mask = _diagonal_mask(d)
         bias = mask * softplus_inverse(self.init_scale - DIAG_SHIFT)
-        # Diagonal units get glorot init (as in the diagonal head); off-diagonal units get 0.
+        # Diagonal units get the diagonal head's init: glorot-uniform for a Dense(d), whose
+        # fan-out is d, not d(d+1)/2; off-diagonal units start at exactly 0.
         glorot = tfk.initializers.GlorotUniform()
 
         def kernel_init(shape, dtype=None):
-            return glorot(shape, dtype) * tf.constant(mask, dtype or tf.float32)
+            diag_kernel = glorot((shape[0], d), dtype)
+            return tf.gather(diag_kernel, np.maximum(np.cumsum(mask) - 1, 0).astype(np.int32),
+                             axis=1) * tf.constant(mask, dtype or tf.float32)
 
         self.loc_layer = tfk.layers.Dense(d, name="loc")
         self.tril_layer = tfk.layers.Dense(d * (d + 1) // 2, name="scale_tril",
