@@ -114,6 +114,8 @@ class VAE(tfk.Model):
         self.rng = tf.random.Generator.from_seed(self.seed)
 
         metric_names = list(BASE_METRICS) + [n for n in names if n not in BASE_METRICS]
+        metric_names += [f"{t.name}_critic_{k}" for t in self.terms if t.critic is not None
+                         for k in ("loss", "accuracy_positive", "accuracy_negative")]
         self._trackers = {n: tfk.metrics.Mean(name=n) for n in metric_names}
         # Build every weight now, so weights load and `summary()` works before any training.
         self.decode(self.encode(tf.zeros((1, *self.image_shape))).mean())
@@ -198,6 +200,9 @@ class VAE(tfk.Model):
             dict with "loss" (what is minimized), "elbo", "reconstruction", "kl" and one
             entry per objective term.
         """
+        return self._forward_and_losses(x, training)[1]
+
+    def _forward_and_losses(self, x, training):
         fwd = self.forward(x, training=training)
         values = {}
         loss = tf.constant(0.0, tf.float32)
@@ -210,20 +215,34 @@ class VAE(tfk.Model):
             values["reconstruction"] = tf.reduce_mean(fwd.distortion)
             values["kl"] = tf.reduce_mean(fwd.rate)
             values["elbo"] = -(values["reconstruction"] + values["kl"])
-        return values
+        return fwd, values
 
     @staticmethod
     def _unpack(data):
         """Accepts x, (x,), (x, y) or (x, y, sample_weight) batches; labels are ignored."""
         return data[0] if isinstance(data, (tuple, list)) else data
 
+    def critic_variables(self):
+        """Variables owned by the terms' critics; they move only by their own optimizers."""
+        return [v for t in self.terms if t.critic is not None
+                for v in t.critic.trainable_variables]
+
+    def model_variables(self):
+        """Encoder, posterior, decoder and likelihood variables: the ELBO's parameters."""
+        owned = {v.ref() for v in self.critic_variables()}
+        return [v for v in self.trainable_variables if v.ref() not in owned]
+
     def train_step(self, data):
         x = self._unpack(data)
         with tf.GradientTape() as tape:
-            losses = self.compute_losses(x, training=True)
-        variables = self.trainable_variables
+            fwd, losses = self._forward_and_losses(x, training=True)
+        variables = self.model_variables()
         grads = tape.gradient(losses["loss"], variables)
         self.optimizer.apply_gradients(zip(grads, variables))
+        for term in self.terms:
+            if term.critic is not None:
+                for key, value in term.update_critic(fwd).items():
+                    losses[f"{term.name}_critic_{key}"] = value
         return self._update_trackers(losses)
 
     def test_step(self, data):

@@ -20,8 +20,13 @@ def check_weight(weight, name="weight"):
     return float(weight)
 
 
-class Term:
+class Term(tf.Module):
     """One summand of the training objective.
+
+    A tf.Module, so a critic the term owns is tracked (checkpointed) by the model.
+    Terms that own a critic set `critic` and implement `update_critic(fwd) -> dict`,
+    which the model calls after its own step; the critic's variables are split off the
+    model's by ownership (`critic.trainable_variables`), never by name.
 
     Args:
         weight: a non-negative float, or a callable step -> weight (a schedule).
@@ -34,8 +39,8 @@ class Term:
     critic = None
 
     def __init__(self, weight=1.0, name=None):
+        super().__init__(name=name or self.registry_name)
         self.weight = check_weight(weight)
-        self.name = name or self.registry_name
 
     def weight_at(self, step):
         """The weight at optimizer step `step` (an int64 scalar tensor)."""
@@ -44,6 +49,10 @@ class Term:
         return tf.constant(self.weight, tf.float32)
 
     def __call__(self, fwd):
+        raise NotImplementedError
+
+    def update_critic(self, fwd):
+        """One step of the term's critic on this forward pass; returns metrics (scalars)."""
         raise NotImplementedError
 
     def get_config(self):

@@ -1,0 +1,133 @@
+"""Data: the IDX reader, the resolution chain, the pipeline's values and shapes."""
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+import tfvae
+from tfvae import data
+
+
+@pytest.fixture()
+def idx_dir(tmp_path, monkeypatch):
+    """A tiny fake Fashion-MNIST in $TFVAE_DATA_DIR/fashion_mnist/ (gzipped IDX files)."""
+    r = np.random.default_rng(0)
+    root = tmp_path / "fashion_mnist"
+    root.mkdir()
+    for split, n in (("train", 50), ("t10k", 20)):
+        data.write_idx(root / f"{split}-images-idx3-ubyte.gz",
+                       r.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        data.write_idx(root / f"{split}-labels-idx1-ubyte.gz",
+                       r.integers(0, 10, n, dtype=np.uint8))
+    monkeypatch.setenv("TFVAE_DATA_DIR", str(tmp_path))
+    # No prepared TFDS dataset may leak in from the machine.
+    monkeypatch.setattr(data, "_load_tfds", lambda *a, **k: None)
+    return root
+
+
+def test_idx_round_trip(tmp_path):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    for name in ("a.idx", "b.idx.gz"):
+        data.write_idx(tmp_path / name, array)
+        np.testing.assert_array_equal(data.read_idx(tmp_path / name, expected_ndim=3), array)
+
+
+def test_idx_rejects_bad_magic_and_sizes(tmp_path):
+    good = tmp_path / "good"
+    data.write_idx(good, np.zeros((2, 3), np.uint8))
+    raw = good.read_bytes()
+    (tmp_path / "magic").write_bytes(b"\x12\x34" + raw[2:])
+    with pytest.raises(ValueError, match="bad IDX magic number"):
+        data.read_idx(tmp_path / "magic")
+    (tmp_path / "short").write_bytes(raw[:-1])
+    with pytest.raises(ValueError, match="IDX size mismatch"):
+        data.read_idx(tmp_path / "short")
+    with pytest.raises(ValueError, match="has 2 dimensions; expected 3"):
+        data.read_idx(good, expected_ndim=3)
+    with gzip.open(tmp_path / "empty.gz", "wb") as f:
+        f.write(b"\x00")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        data.read_idx(tmp_path / "empty.gz")
+
+
+def test_load_from_idx_files(idx_dir):
+    ds = data.load("fashion_mnist", "train", batch_size=16, with_labels=True)
+    batches = list(ds)
+    assert [int(x.shape[0]) for x, _ in batches] == [16, 16, 16, 2]
+    x, y = batches[0]
+    assert x.shape == (16, 28, 28, 1) and x.dtype.name == "float32" and y.dtype.name == "int64"
+    all_x = np.concatenate([b[0].numpy() for b in batches])
+    raw = data.read_idx(idx_dir / "train-images-idx3-ubyte.gz")
+    # Shuffled, but the same multiset of images, scaled to [0, 1].
+    np.testing.assert_allclose(np.sort(all_x.ravel()), np.sort(raw.ravel() / 255.0), atol=1e-6)
+    test = np.concatenate(list(data.load("fashion_mnist", "test", 8).as_numpy_iterator()))
+    raw_test = data.read_idx(idx_dir / "t10k-images-idx3-ubyte.gz")
+    np.testing.assert_allclose(test[..., 0], raw_test / 255.0, atol=1e-6)  # test: not shuffled
+
+
+def test_static_and_dynamic_binarization(idx_dir):
+    static = np.concatenate(list(data.load("fashion_mnist", "test", 8, binarize="static")
+                                 .as_numpy_iterator()))
+    raw = data.read_idx(idx_dir / "t10k-images-idx3-ubyte.gz")[..., None] / 255.0
+    np.testing.assert_array_equal(static, (raw > 0.5).astype(np.float32))
+    ds = data.load("fashion_mnist", "test", 20, binarize="dynamic", seed=3)
+    first, second = (next(iter(ds)).numpy() for _ in range(2))
+    assert set(np.unique(first)) <= {0.0, 1.0}
+    assert not np.array_equal(first, second)  # a fresh draw every epoch
+    # Unbiased: the mean of the draws is the grey level (20*784 pixels, se ~ 0.004).
+    assert abs(first.mean() - raw.mean()) < 0.02
+    again = next(iter(data.load("fashion_mnist", "test", 20, binarize="dynamic", seed=3)))
+    np.testing.assert_array_equal(first, again.numpy())  # repeatable for a seed
+
+
+def test_synthetic_is_deterministic_with_labels():
+    a = list(data.load("synthetic", "train", 256, with_labels=True, shuffle=False))
+    b = list(data.load("synthetic", "train", 256, with_labels=True, shuffle=False))
+    np.testing.assert_array_equal(a[0][0].numpy(), b[0][0].numpy())
+    images, labels = data.synthetic_arrays("train")
+    assert images.shape == (2048, 28, 28, 1) and labels.min() == 0 and labels.max() == 9
+    assert images.max() > 200  # real strokes, not noise near 0
+    rgb, _ = data.synthetic_arrays("test", image_shape=(16, 20, 3))
+    assert rgb.shape == (512, 16, 20, 3)
+
+
+def test_shuffle_is_seeded():
+    first = next(iter(data.load("synthetic", "train", 64, seed=1))).numpy()
+    again = next(iter(data.load("synthetic", "train", 64, seed=1))).numpy()
+    other = next(iter(data.load("synthetic", "train", 64, seed=2))).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_missing_dataset_lists_all_three_ways(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFVAE_DATA_DIR", str(tmp_path))
+    monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(tmp_path / "nowhere")])
+    with pytest.raises(data.DatasetNotFoundError) as info:
+        data.load("mnist", "train", 8, data_dir=str(tmp_path / "tfds"))
+    message = str(info.value)
+    assert "(1) prepare it with TFDS" in message
+    assert f"{tmp_path}/mnist" in message and "(2)" in message
+    assert "(3) allow a TFDS download" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"name": "cifar"}, "Unknown dataset 'cifar'"),
+    ({"name": "synthetic", "split": "valid"}, "Unknown split 'valid'"),
+    ({"name": "synthetic", "batch_size": 0}, "`batch_size` must be a positive int"),
+    ({"name": "synthetic", "binarize": "yes"}, "`binarize` must be one of"),
+    ({"name": "synthetic", "limit": -1}, "`limit` must be a positive int"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        data.load(**kwargs)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist"),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_debian_fashion_mnist_package():
+    images, labels = data.load_arrays("fashion_mnist", "test")
+    assert images.shape == (10000, 28, 28, 1) and labels.shape == (10000,)
+    assert np.bincount(labels).tolist() == [1000] * 10
