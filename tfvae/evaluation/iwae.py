@@ -1,18 +1,21 @@
 """Importance-weighted estimates of log p(x), in nats per example.
 
 ```none
-log p(x) ~= log (1/k) sum_j p(x|z_j) p(z_j) / q(z_j|x),   z_j ~ q(z|x)      (Burda et al.)
+log p(x) ~= log (1/k) sum_j p(x|z_j) p(z_j) / r(z_j|x),   z_j ~ r(z|x)      (Burda et al.)
 log p(x) ~= log (1/m) sum_j p(x|z_j),                      z_j ~ p(z)       (naive)
 ```
-Both are consistent (exact as k, m -> inf) and biased low for finite samples (Jensen). The
-importance-weighted estimate with k = 1 is an unbiased estimate of the ELBO; it rises with k.
-The naive one needs astronomically many samples for images: almost no prior sample explains
-a given x, so its spread is huge at equal cost.
+The proposal r is q(z|x), or `model.proposal(x)` when a model defines one (AVB's implicit
+posterior has no density; it fits a Gaussian to samples of q). Both estimates are consistent
+(exact as k, m -> inf) and biased low for finite samples (Jensen). With k = 1 the
+importance-weighted estimate is an unbiased estimate of the ELBO; it rises with k. The naive
+one needs astronomically many samples for images: almost no prior sample explains a given x,
+so its spread is huge at equal cost.
 
-Work is chunked over samples and over the batch, so k = 5000 on a large batch needs only
-`chunk_size * batch_size` decoder outputs in memory at once; a running logsumexp combines
-the chunks. The seed fixes every draw, and chunking does not change the result: the samples
-for example b, chunk c come from a seed derived from (seed, c), whatever the batch split.
+Memory stays bounded: the k samples are processed `chunk_size` at a time with a running
+logsumexp, and examples `batch_size` at a time, so only batch_size * chunk_size decoder
+outputs exist at once (k = 5000 on any batch is fine). Chunking does not change the result:
+the noise of example i is drawn from a seed folded from (seed, i) alone, as one [k, D]
+block, so neither the batch split nor the chunk size moves a single draw.
 
 #### References
 [1] Burda, Grosse & Salakhutdinov (2016), Importance Weighted Autoencoders, arXiv:1509.00519.
@@ -22,7 +25,8 @@ import math
 
 import numpy as np
 
-from tfvae._tf import tf, tfp
+from tfvae._tf import tf, tfd, tfp
+from tfvae.seeds import stateless_seed
 
 
 def _check_positive(value, name):
@@ -31,31 +35,79 @@ def _check_positive(value, name):
     return int(value)
 
 
-def _log_weights(model, x, q_z, seed, chunk):
-    """log p(x|z) + log p(z) - log q(z|x) for `chunk` samples, [chunk, B]."""
-    z = q_z.sample(chunk, seed=seed)
-    return model.decode(z).log_prob(x) + model.prior.log_prob(z) - q_z.log_prob(z)
+def proposal(model, x):
+    """The importance distribution r(z|x), batch [B], event [D]: q(z|x) or `model.proposal`."""
+    if getattr(model, "proposal", None) is not None:
+        return model.proposal(x)
+    return model.encode(x)
 
 
-def _naive_log_weights(model, x, seed, chunk):
-    """log p(x|z) for `chunk` prior samples per example, [chunk, B]."""
-    batch = tf.shape(x)[0]
-    z = model.prior.sample([chunk, batch], seed=seed)
-    return model.decode(z).log_prob(x)
+def _per_example_noise(seed, first_index, batch, num_samples, latent_dim, dtype, padded):
+    """eps [padded, B, D]: N(0, I) for the first k = num_samples rows, zeros after.
+
+    Example i's k x D block depends only on (seed, first_index + i), never on the chunking.
+    """
+    indices = tf.range(batch, dtype=tf.int32) + first_index
+    seeds = tf.map_fn(lambda i: tf.random.experimental.stateless_fold_in(seed, i, alg="philox"), indices,
+                      fn_output_signature=tf.TensorSpec([2], tf.int32))
+    eps = tf.map_fn(lambda s: tf.random.stateless_normal([num_samples, latent_dim], s, dtype=dtype,
+                                                         alg="philox"),
+                    seeds, fn_output_signature=tf.TensorSpec([num_samples, latent_dim], dtype))
+    eps = tf.pad(eps, [[0, 0], [0, padded - num_samples], [0, 0]])
+    return tf.transpose(eps, [1, 0, 2])
 
 
-def _estimate(weights_fn, x, num_samples, chunk_size, seed):
-    """Running logsumexp over chunks of log-weights, minus log k: [B] nats."""
+def _chunked(eps, chunk_size):
+    """[k, B, D] -> [k / chunk, chunk, B, D]."""
+    return tf.reshape(eps, tf.concat([[-1, chunk_size], tf.shape(eps)[1:]], 0))
+
+
+def _reparameterizable(r):
+    """Whether z = r.bijector(eps), eps ~ N(0, I): the MultivariateNormal family."""
+    return isinstance(r, tfd.MultivariateNormalLinearOperator)
+
+
+def _log_weights(model, x, r, z):
+    """log p(x|z) + log p(z) - log r(z|x), [chunk, B]."""
+    return model.decode(z).log_prob(x) + model.prior.log_prob(z) - r.log_prob(z)
+
+
+def _iwae_batch(model, x, eps, seed, num_samples, chunk_size):
+    """Running logsumexp over chunks of k log-weights, minus log k: [B] nats.
+
+    Args:
+        eps: [num_chunks, chunk, B, D] standard-normal noise, or None to draw from the
+            proposal with chunk-seeded `sample` (proposals outside the MVN family).
+    """
+    r = proposal(model, x)
     num_chunks = math.ceil(num_samples / chunk_size)
-    seeds = tf.stack(tfp.random.split_seed(seed, num_chunks))
+    if eps is not None and _reparameterizable(r):
+        draw = lambda c: r.bijector.forward(tf.gather(eps, c))  # noqa: E731
+    else:
+        seeds = tf.stack(tfp.random.split_seed(seed, num_chunks))
+        draw = lambda c: r.sample(chunk_size, seed=seeds[c])  # noqa: E731
+    return _logmeanexp_chunks(lambda c: _log_weights(model, x, r, draw(c)), x, num_samples,
+                              chunk_size)
+
+
+def _naive_batch(model, x, eps, seed, num_samples, chunk_size):
+    """log (1/m) sum_j p(x|z_j), z_j ~ p(z), with the same chunking: [B] nats."""
+    del seed
+    prior = model.prior
+    return _logmeanexp_chunks(
+        lambda c: model.decode(prior.bijector.forward(tf.gather(eps, c))).log_prob(x),
+        x, num_samples, chunk_size)
+
+
+def _logmeanexp_chunks(log_weights, x, num_samples, chunk_size):
+    """log (1/k) sum_j exp(log_w_j) over k = num_samples, one [chunk, B] block at a time."""
+    num_chunks = math.ceil(num_samples / chunk_size)
 
     def body(c, running):
-        this = tf.minimum(chunk_size, num_samples - c * chunk_size)
-        log_w = weights_fn(x, seeds[c], chunk_size)
-        # Samples past k in the last chunk are masked out rather than drawn in a second shape,
-        # so the graph has one static chunk shape.
-        valid = tf.range(chunk_size) < this
-        log_w = tf.where(valid[:, None], log_w, -np.inf)
+        log_w = log_weights(c)
+        # The last chunk may run past k: mask the extra samples instead of a second shape.
+        valid = tf.range(chunk_size) + c * chunk_size < num_samples
+        log_w = tf.where(valid[:, None], log_w, tf.constant(-np.inf, log_w.dtype))
         return c + 1, tf.reduce_logsumexp(tf.stack([running, tf.reduce_logsumexp(log_w, 0)]), 0)
 
     init = tf.fill([tf.shape(x)[0]], tf.constant(-np.inf, x.dtype))
@@ -63,58 +115,58 @@ def _estimate(weights_fn, x, num_samples, chunk_size, seed):
     return total - math.log(num_samples)
 
 
-def _batched(model, fn_name, make_weights, x, num_samples, batch_size, chunk_size, seed):
+def _run(model, estimator, x, num_samples, batch_size, chunk_size, seed, jit_compile):
     x = model._check_x(x)  # pylint: disable=protected-access
     num_samples = _check_positive(num_samples, "num_samples")
     batch_size = _check_positive(batch_size, "batch_size")
     chunk_size = min(_check_positive(chunk_size, "chunk_size"), num_samples)
-    seed = tfp.random.sanitize_seed(seed if seed is not None else model._seed())  # pylint: disable=protected-access
+    seed = stateless_seed(seed) if seed is not None else model._seed()  # pylint: disable=protected-access
+    padded = math.ceil(num_samples / chunk_size) * chunk_size
+    # One compiled function per (estimator, k, chunk) per model: repeated calls don't retrace.
+    # The noise is drawn outside XLA: XLA's RNG kernels give other numbers for the same
+    # stateless seed, and the estimate must not depend on jit_compile.
     cache = model.__dict__.setdefault("_tfvae_eval_functions", {})
-    key = (fn_name, num_samples, chunk_size)
+    key = (estimator.__name__, num_samples, chunk_size, jit_compile)
     if key not in cache:
-        def run(xb, s):
-            return _estimate(lambda xx, ss, c: make_weights(model, xx, ss, c), xb,
-                             num_samples, chunk_size, s)
-        cache[key] = tf.function(run, reduce_retracing=True)
+        def noise(xb, s, first):
+            eps = _per_example_noise(s, first, tf.shape(xb)[0], num_samples, model.latent_dim,
+                                     xb.dtype, padded)
+            return _chunked(eps, chunk_size)
+
+        def estimate(xb, eps, s):
+            return estimator(model, xb, eps, s, num_samples, chunk_size)
+        cache[key] = (tf.function(noise, reduce_retracing=True),
+                      tf.function(estimate, jit_compile=jit_compile, reduce_retracing=True))
+    noise_fn, estimate_fn = cache[key]
     results = []
-    # Every example gets the same seed stream regardless of which batch it falls in: the
-    # per-batch seed is folded from the base seed only, and examples within a batch are
-    # independent because samplers draw per element.
     for start in range(0, int(x.shape[0]), batch_size):
-        results.append(cache[key](x[start:start + batch_size], seed))
+        xb = x[start:start + batch_size]
+        results.append(estimate_fn(xb, noise_fn(xb, seed, tf.constant(start, tf.int32)), seed))
     return tf.concat(results, 0)
 
 
-def log_likelihood(model, x, num_samples=1000, batch_size=100, chunk_size=100, seed=None):
+def log_likelihood(model, x, num_samples=1000, batch_size=100, chunk_size=100, seed=None,
+                   jit_compile=False):
     """Importance-weighted estimate of log p(x) per example, [B] nats (higher is better).
 
     Args:
-        model: a `tfvae.VAE` (anything with `encode`, `decode`, `prior`).
+        model: a `tfvae.VAE` or any model with `encode`/`proposal`, `decode`, `prior`,
+            `latent_dim`.
         x: images [B, H, W, C] in [0, 1].
         num_samples: k, importance samples per example. Default value: 1000.
         batch_size: examples per compiled call. Default value: 100.
-        chunk_size: samples per step of the running logsumexp; memory is
+        chunk_size: samples per step of the running logsumexp; peak memory is
             O(batch_size * chunk_size * pixels). Default value: 100.
         seed: int or stateless seed; None draws one from the model's generator.
+        jit_compile: XLA-compile the estimator. Default value: False (see the benchmarks).
 
     Returns:
-        [B] float32, log p(x) in nats; -mean is the test NLL.
+        [B] float32, log p(x) in nats; the test NLL is its negated mean.
     """
-    def weights(m, xb, s, c):
-        q_z = proposal(m, xb)
-        return _log_weights(m, xb, q_z, s, c)
-    return _batched(model, "iwae", weights, x, num_samples, batch_size, chunk_size, seed)
-
-
-def proposal(model, x):
-    """The importance distribution for `x`: q(z|x) when the posterior has a density."""
-    if getattr(model, "proposal", None) is not None:
-        return model.proposal(x)
-    return model.encode(x)
+    return _run(model, _iwae_batch, x, num_samples, batch_size, chunk_size, seed, jit_compile)
 
 
 def naive_log_likelihood(model, x, num_samples=1000, batch_size=100, chunk_size=100,
-                         seed=None):
+                         seed=None, jit_compile=False):
     """log (1/m) sum_j p(x|z_j) with z_j ~ p(z): consistent, but needs huge m. [B] nats."""
-    return _batched(model, "naive", _naive_log_weights, x, num_samples, batch_size,
-                    chunk_size, seed)
+    return _run(model, _naive_batch, x, num_samples, batch_size, chunk_size, seed, jit_compile)

@@ -22,6 +22,7 @@ from tfvae import priors
 from tfvae._tf import tf, tfk, tfp
 from tfvae.objectives.base import check_weight
 from tfvae.posteriors.base import check_latent_dim
+from tfvae.seeds import stateless_seed
 from tfvae.registry import ARCHITECTURES, LIKELIHOODS, MODELS, POSTERIORS, TERMS
 from tfvae.types import ForwardPass, check_kl_mode
 
@@ -166,7 +167,7 @@ class VAE(tfk.Model):
         """
         q_z = self.encode(x, training=training)
         x = tf.convert_to_tensor(x, self.compute_dtype)
-        seed = self._seed() if seed is None else seed
+        seed = self._seed() if seed is None else stateless_seed(seed)
         z = q_z.sample(num_samples or self.num_samples, seed=seed)
         p_x_given_z = self.decode(z, training=training)
         step = self.optimizer.iterations if getattr(self, "optimizer", None) is not None \
@@ -182,7 +183,8 @@ class VAE(tfk.Model):
     def sample(self, n, mean=True, seed=None):
         """`n` images from the prior, [n, H, W, C]: the decoder's mean, or a draw if not `mean`."""
         n = _check_positive_int(n, "n")
-        z_seed, x_seed = tfp.random.split_seed(self._seed() if seed is None else seed, 2)
+        z_seed, x_seed = tfp.random.split_seed(
+            self._seed() if seed is None else stateless_seed(seed), 2)
         z = self.prior.sample(n, seed=z_seed)
         p_x = self.decode(z)
         return p_x.mean() if mean else p_x.sample(seed=x_seed)
