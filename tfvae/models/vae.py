@@ -27,6 +27,7 @@ from tfvae.registry import ARCHITECTURES, LIKELIHOODS, MODELS, POSTERIORS, TERMS
 from tfvae.types import ForwardPass, check_kl_mode
 
 BASE_METRICS = ("loss", "elbo", "reconstruction", "kl")
+OBJECTIVES = ("elbo", "iwae")
 
 
 def _check_input_shape(input_shape):
@@ -64,8 +65,10 @@ class VAE(tfk.Model):
         beta: weight of the KL term (beta-VAE). Default value: 1.0.
         kl: "auto" (analytic when TFP has it), "analytic" or "mc". Default value: "auto".
         num_samples: reparameterized samples per example in training. Default value: 1.
+        objective: "elbo" (reconstruction + beta * kl) or "iwae" (the importance-weighted
+            bound with k = `num_samples`, Burda et al.). Default value: "elbo".
         terms: the objective as a list of term names, dicts or `Term`s; replaces the
-            default ["reconstruction", {"name": "kl", "weight": beta}].
+            terms that `objective` names.
         seed: seeds the model's sampling (train-step noise, `sample`). Default value: None
             (drawn from TensorFlow's global seed, so `tf.random.set_seed` makes it repeatable).
         validate_args: check values (NaN/Inf, range) inside compiled steps too, and pass
@@ -74,8 +77,9 @@ class VAE(tfk.Model):
 
     def __init__(self, latent_dim=32, posterior="full_covariance", likelihood="bernoulli",
                  input_shape=(28, 28, 1), architecture="mlp", hidden_units=None,
-                 encoder=None, decoder=None, beta=1.0, kl="auto", num_samples=1, terms=None,
-                 seed=None, validate_args=False, name="vae", **kwargs):
+                 encoder=None, decoder=None, beta=1.0, kl="auto", num_samples=1,
+                 objective="elbo", terms=None, seed=None, validate_args=False, name="vae",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
         self.latent_dim = check_latent_dim(latent_dim)
         self.image_shape = _check_input_shape(input_shape)
@@ -100,8 +104,12 @@ class VAE(tfk.Model):
             self.latent_dim, (h, w, c * self.likelihood.params_per_channel), self.hidden_units)
         self.prior = priors.standard_normal(self.latent_dim, validate_args=self.validate_args)
 
+        if objective not in OBJECTIVES:
+            raise ValueError(f"`objective` must be one of {list(OBJECTIVES)}; got {objective!r}.")
+        self.objective = objective
         if terms is None:
-            terms = ["reconstruction", {"name": "kl", "weight": self.beta}]
+            terms = (["iwae"] if objective == "iwae"
+                     else ["reconstruction", {"name": "kl", "weight": self.beta}])
         self.terms = [TERMS.build(t) for t in terms]
         names = [t.name for t in self.terms]
         if len(set(names)) != len(names):
@@ -314,7 +322,7 @@ class VAE(tfk.Model):
                 "likelihood": self.likelihood_spec, "input_shape": list(self.image_shape),
                 "architecture": self.architecture, "hidden_units": list(self.hidden_units),
                 "beta": self.beta if not callable(self.beta) else 1.0, "kl": self.kl_mode,
-                "num_samples": self.num_samples, "terms": [t.get_config() for t in self.terms],
+                "num_samples": self.num_samples, "objective": self.objective, "terms": [t.get_config() for t in self.terms],
                 "seed": self.seed, "validate_args": self.validate_args, "name": self.name}
 
     @classmethod
