@@ -1,0 +1,382 @@
+"""Math helpers: logmeanexp, kernels and MMD, and minibatch estimators of log q(z).
+
+#### Kernels and MMD
+
+```none
+rbf(x, y) = exp(-||x - y||^2 / (2 h^2))                      default h^2 = D
+imq(x, y) = C / (C + ||x - y||^2)                            default C = 2 D
+MMD^2(P, Q) = E k(x, x') + E k(y, y') - 2 E k(x, y),   x, x' ~ P,  y, y' ~ Q
+unbiased:  1/(n(n-1)) sum_{i!=j} k(x_i, x_j) + 1/(m(m-1)) sum_{i!=j} k(y_i, y_j)
+           - 2/(n m) sum_{i,j} k(x_i, y_j)                   (Gretton et al. 2012, Eq. 3)
+```
+The defaults put the kernel's length scale at the typical distance between two samples of a
+D-dimensional standard normal (E||x - y||^2 = 2D), as Tolstikhin et al. (2018) do for IMQ,
+so the kernel is neither saturated nor flat for the prior.
+
+For x ~ N(m1, S1), y ~ N(m2, S2) the expected RBF kernel has the closed form
+
+```none
+E exp(-||x - y||^2 / (2 h^2)) = det(I + (S1 + S2) / h^2)^(-1/2)
+                                * exp(-(m1 - m2)^T (S1 + S2 + h^2 I)^-1 (m1 - m2) / 2)
+```
+(`expected_rbf_kernel`), because x - y ~ N(m1 - m2, S1 + S2) and the kernel is an unnormalized
+Gaussian density in x - y.
+
+#### Minibatch estimators of the aggregate posterior (Chen et al. 2018)
+
+With a dataset of N examples, q(z) = (1/N) sum_n q(z|x_n). For a minibatch x_1..x_M and
+z_i ~ q(z|x_i), both estimators are importance-weighted sums over the batch,
+
+```none
+q(z_i)   ~= sum_j w_ij q(z_i | x_j)                 log q(z_i) = logsumexp_j(log w_ij + log q(z_i|x_j))
+q(z_id)  ~= sum_j w_ij q(z_id | x_j)                same weights for each dimension's marginal
+
+MWS:  w_ii = 1/N,   w_ij = (N - 1) / (N (M - 1))                         for j != i
+MSS:  w_ii = 1/N,   w_ij = 1/(M - 1)  for M - 2 of the others,
+      w_i,i+1 = (N - M + 1) / (N (M - 1))  for one other (index i+1 mod M)
+```
+Both are unbiased for q(z_i) itself when the other M - 1 examples are uniform draws from the
+rest of the dataset: the example z_i came from contributes exactly its 1/N share, and the
+others stand in for the remaining N - 1 (each row of weights sums to 1). MSS is Chen et al.'s
+stratified form (Appendix C.2, written there with M + 1 for our M): the remaining N - 1
+examples are split into M - 2 strata of N/(M - 1) and one of N/(M - 1) - 1. log q(z) is then
+the log of an unbiased estimate, so it is biased low by Jensen's inequality, by
+O(1/M) — the bias vanishes for large batches, which the tests check against closed forms.
+
+Two departures from the published code, both deliberate:
+- Chen et al.'s MWS formula normalizes every term by 1/(NM), so its weights sum to 1/N
+  instead of 1: it is a lower bound that is off by between log M and log N nats per density,
+  hence by up to (D - 1) log N nats in the total correlation. That constant does not change
+  gradients, but it makes the *numbers* meaningless, and tfvae logs the numbers; the
+  self-normalized weights above fix it.
+- The reference MSS weight matrix is filled with a stride of M rather than M + 1, so its
+  1/N entries land in column 0 instead of on the diagonal; here the self-weight is on the
+  diagonal, as the derivation says.
+
+The decomposition of the average rate follows (Hoffman & Johnson 2016; Chen et al. 2018):
+
+```none
+E_x KL(q(z|x) || p(z)) = I_q(x; z) + KL(q(z) || p(z))
+                       = I_q(x; z) + TC(q(z)) + sum_d KL(q(z_d) || p(z_d))
+per sample:  mi_i     = log q(z_i|x_i) - log q(z_i)
+             tc_i     = log q(z_i) - sum_d log q(z_id)
+             dim_kl_i = sum_d [log q(z_id) - log p(z_id)]
+```
+so mi_i + tc_i + dim_kl_i = log q(z_i|x_i) - log p(z_i), the Monte-Carlo KL, exactly.
+
+#### References
+[1] Gretton et al. (2012), A Kernel Two-Sample Test, JMLR 13.
+[2] Chen, Li, Grosse & Duvenaud (2018), Isolating Sources of Disentanglement in VAEs,
+    arXiv:1802.04942, Section 3 and Appendix C.
+[3] Hoffman & Johnson (2016), ELBO surgery, NIPS Workshop on Advances in Approximate
+    Bayesian Inference.
+[4] Tolstikhin, Bousquet, Gelly & Schoelkopf (2018), Wasserstein Auto-Encoders,
+    arXiv:1711.01558.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from tfvae._tf import tf, tfd
+
+KERNELS = ("imq", "rbf")
+ESTIMATORS = ("mss", "mws")
+
+
+# ---------------------------------------------------------------------------- basics
+
+def logmeanexp(x, axis=None, keepdims=False):
+    """log mean exp(x) along `axis`, computed stably (logsumexp - log n).
+
+    Args:
+        x: a float tensor.
+        axis: the axis (or axes) to reduce; None reduces all.
+
+    Returns:
+        The reduced tensor, in the units of `x` (nats for log-densities).
+    """
+    x = tf.convert_to_tensor(x)
+    lse = tf.reduce_logsumexp(x, axis=axis, keepdims=keepdims)
+    # n = the number of reduced entries per output entry.
+    n = tf.cast(tf.size(x), x.dtype) / tf.cast(tf.size(lse), x.dtype)
+    return lse - tf.math.log(n)
+
+
+def _check_positive(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
+            or not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a positive finite number; got {value!r}.")
+    return float(value)
+
+
+def check_kernel(kernel):
+    if kernel not in KERNELS:
+        raise ValueError(f"`kernel` must be one of {list(KERNELS)}; got {kernel!r}.")
+    return kernel
+
+
+def check_estimator(estimator):
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"`estimator` must be one of {list(ESTIMATORS)}; got {estimator!r}.")
+    return estimator
+
+
+def check_dataset_size(dataset_size):
+    if isinstance(dataset_size, bool) or not isinstance(dataset_size, (int, np.integer)) \
+            or dataset_size < 2:
+        raise ValueError("`dataset_size` (N, the number of training examples) must be an "
+                         f"int >= 2; got {dataset_size!r}.")
+    return int(dataset_size)
+
+
+# ---------------------------------------------------------------------------- kernels
+
+def squared_distances(x, y):
+    """||x_i - y_j||^2, [N, M], for x [N, D] and y [M, D]; clipped at 0 against round-off."""
+    xx = tf.reduce_sum(tf.square(x), -1)[:, None]
+    yy = tf.reduce_sum(tf.square(y), -1)[None, :]
+    return tf.maximum(xx + yy - 2.0 * tf.matmul(x, y, transpose_b=True), 0.0)
+
+
+def default_bandwidth(kernel, latent_dim):
+    """h^2 = D for "rbf", C = 2 D for "imq": matched to E||x - y||^2 = 2D under N(0, I)."""
+    check_kernel(kernel)
+    return float(latent_dim) if kernel == "rbf" else 2.0 * float(latent_dim)
+
+
+def rbf_kernel(x, y, bandwidth=None):
+    """exp(-||x_i - y_j||^2 / (2 h^2)), [N, M].
+
+    Args:
+        x: [N, D]; y: [M, D].
+        bandwidth: h^2. Default value: D (see `default_bandwidth`).
+    """
+    h2 = bandwidth if bandwidth is not None else default_bandwidth("rbf", x.shape[-1])
+    return tf.exp(-squared_distances(x, y) / (2.0 * h2))
+
+
+def imq_kernel(x, y, bandwidth=None):
+    """C / (C + ||x_i - y_j||^2), [N, M] (inverse multiquadric).
+
+    Args:
+        x: [N, D]; y: [M, D].
+        bandwidth: C. Default value: 2 D (see `default_bandwidth`).
+    """
+    c = bandwidth if bandwidth is not None else default_bandwidth("imq", x.shape[-1])
+    return c / (c + squared_distances(x, y))
+
+
+_KERNEL_FNS = {"rbf": rbf_kernel, "imq": imq_kernel}
+
+
+def kernel_matrix(x, y, kernel="rbf", bandwidth=None):
+    """The Gram matrix k(x_i, y_j), [N, M], for `kernel` in ("imq", "rbf")."""
+    if bandwidth is not None:
+        _check_positive(bandwidth, "bandwidth")
+    return _KERNEL_FNS[check_kernel(kernel)](x, y, bandwidth)
+
+
+def mmd(x, y, kernel="rbf", bandwidth=None, unbiased=True):
+    """The squared maximum mean discrepancy between the samples x and y, a scalar.
+
+    Args:
+        x: samples of P, [N, D] (N >= 2 when unbiased).
+        y: samples of Q, [M, D] (M >= 2 when unbiased).
+        kernel: "rbf" or "imq". Default value: "rbf".
+        bandwidth: h^2 (rbf) or C (imq); default matched to N(0, I) in D dims.
+        unbiased: the U-statistic (drops the i = j terms; can be slightly negative, and its
+            mean is exactly MMD^2) or, if False, the V-statistic (>= 0, biased up by
+            O(1/N)). Default value: True.
+
+    Returns:
+        A scalar: the estimate of MMD^2 (in kernel units, not nats).
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    y = tf.convert_to_tensor(y, tf.float32)
+    if x.shape.rank != 2 or y.shape.rank != 2 or x.shape[-1] != y.shape[-1]:
+        raise ValueError(f"`x` and `y` must be [N, D] and [M, D] with the same D; got "
+                         f"{x.shape} and {y.shape}.")
+    k_xx = kernel_matrix(x, x, kernel, bandwidth)
+    k_yy = kernel_matrix(y, y, kernel, bandwidth)
+    k_xy = kernel_matrix(x, y, kernel, bandwidth)
+    n = tf.cast(tf.shape(x)[0], tf.float32)
+    m = tf.cast(tf.shape(y)[0], tf.float32)
+    if unbiased:
+        xx = (tf.reduce_sum(k_xx) - tf.linalg.trace(k_xx)) / (n * (n - 1.0))
+        yy = (tf.reduce_sum(k_yy) - tf.linalg.trace(k_yy)) / (m * (m - 1.0))
+    else:
+        xx = tf.reduce_mean(k_xx)
+        yy = tf.reduce_mean(k_yy)
+    return xx + yy - 2.0 * tf.reduce_mean(k_xy)
+
+
+def expected_rbf_kernel(mean1, cov1, mean2, cov2, bandwidth):
+    """E exp(-||x - y||^2 / (2 h^2)) for independent x ~ N(mean1, cov1), y ~ N(mean2, cov2).
+
+    NumPy float64; the closed form in the module docstring. Used to test `mmd`.
+    """
+    mean1, mean2 = np.asarray(mean1, np.float64), np.asarray(mean2, np.float64)
+    cov = np.asarray(cov1, np.float64) + np.asarray(cov2, np.float64)
+    d = len(mean1)
+    diff = mean1 - mean2
+    _, logdet = np.linalg.slogdet(np.eye(d) + cov / bandwidth)
+    quad = diff @ np.linalg.solve(cov + bandwidth * np.eye(d), diff)
+    return float(np.exp(-0.5 * logdet - 0.5 * quad))
+
+
+# ---------------------------------------------------------------------------- log q(z)
+
+def log_importance_weights(batch_size, dataset_size, estimator="mss"):
+    """log w_ij of the minibatch estimators (module docstring), [M, M] float32 NumPy.
+
+    Args:
+        batch_size: M >= 2, the minibatch size.
+        dataset_size: N >= M, the number of examples the aggregate posterior averages over.
+        estimator: "mws" (minibatch weighted sampling) or "mss" (minibatch stratified
+            sampling). Default value: "mss".
+
+    Returns:
+        [M, M] float32; each row's weights sum to 1.
+    """
+    check_estimator(estimator)
+    n = check_dataset_size(dataset_size)
+    m = int(batch_size)
+    if m < 2:
+        raise ValueError(f"The minibatch estimators need a batch of at least 2 examples; got {m}.")
+    if n < m:
+        raise ValueError(f"`dataset_size` ({n}) must be at least the batch size ({m}).")
+    if estimator == "mws":
+        w = np.full((m, m), (n - 1) / (n * (m - 1)))
+    else:
+        w = np.full((m, m), 1.0 / (m - 1))
+        w[np.arange(m), (np.arange(m) + 1) % m] = (n - m + 1) / (n * (m - 1))
+    w[np.arange(m), np.arange(m)] = 1.0 / n
+    return np.log(w).astype(np.float32)
+
+
+def _log_weights_tensor(batch_size, dataset_size, estimator):
+    """The weights as a tensor; for a batch size known only at run time, built in-graph."""
+    if isinstance(batch_size, int):
+        return tf.constant(log_importance_weights(batch_size, dataset_size, estimator))
+    check_estimator(estimator)
+    n = float(check_dataset_size(dataset_size))
+    m = tf.cast(batch_size, tf.float64)
+    eye = tf.eye(batch_size, dtype=tf.float64)
+    if estimator == "mws":
+        w = (n - 1.0) / (n * (m - 1.0)) * (1.0 - eye) + eye / n
+    else:
+        special = tf.roll(eye, shift=1, axis=1)  # (i, i+1 mod M)
+        w = (eye / n + special * (n - m + 1.0) / (n * (m - 1.0))
+             + (1.0 - eye - special) / (m - 1.0))
+    checks = [tf.debugging.assert_greater_equal(
+        batch_size, 2, message="The minibatch estimators need a batch of at least 2."),
+        tf.debugging.assert_less_equal(m, tf.constant(n, tf.float64),
+                                        message="`dataset_size` < batch size.")]
+    with tf.control_dependencies(checks):
+        return tf.cast(tf.math.log(w), tf.float32)
+
+
+def gaussian_marginals(q_z):
+    """The one-dimensional marginals q(z_d|x) of a Gaussian posterior: Normal, batch [B, D].
+
+    Raises:
+        TypeError: if `q_z` is not a multivariate normal (its marginals would not be Normal).
+    """
+    if isinstance(q_z, tfd.MultivariateNormalLinearOperator):
+        return tfd.Normal(q_z.mean(), q_z.stddev())
+    if isinstance(q_z, tfd.Independent) and isinstance(q_z.distribution, tfd.Normal):
+        return q_z.distribution
+    raise TypeError("The dimension-wise decomposition needs a Gaussian posterior q(z|x) "
+                    f"(its marginals q(z_d|x) are then Normal); got {type(q_z).__name__}.")
+
+
+def pairwise_log_qz(q_z, z):
+    """log q(z_si | x_j) jointly and per dimension, for every sample against every example.
+
+    Args:
+        q_z: a Gaussian posterior with batch shape [M] and event shape [D].
+        z: samples, [S, M, D] (z[s, i] ~ q(z|x_i)) or [M, D].
+
+    Returns:
+        (joint [S, M_i, M_j], marginal [S, M_i, M_j, D]) in nats; S = 1 for 2-D `z`.
+    """
+    z = tf.convert_to_tensor(z)
+    if z.shape.rank == 2:
+        z = z[None]
+    marginal = gaussian_marginals(q_z).log_prob(z[:, :, None, :])           # [S, M, M, D]
+    if isinstance(q_z, tfd.MultivariateNormalDiag):
+        # Independent coordinates: the joint is the sum of the marginals (half the work).
+        return tf.reduce_sum(marginal, -1), marginal
+    joint = q_z.log_prob(z[:, :, None, :])                                  # [S, M, M]
+    return joint, marginal
+
+
+def minibatch_log_qz(q_z, z, dataset_size, estimator="mss"):
+    """Minibatch estimates of log q(z_i) and log q(z_id) under the aggregate posterior.
+
+    Args:
+        q_z: Gaussian posterior of the batch, batch shape [M], event shape [D].
+        z: samples [S, M, D] (z[s, i] ~ q(z|x_i)) or [M, D].
+        dataset_size: N, the number of examples the aggregate posterior averages.
+        estimator: "mss" or "mws". Default value: "mss".
+
+    Returns:
+        (log_qz [S, M], log_qz_marginals [S, M, D]) in nats.
+    """
+    joint, marginal = pairwise_log_qz(q_z, z)
+    m = joint.shape[-1] if joint.shape[-1] is not None else tf.shape(joint)[-1]
+    log_w = _log_weights_tensor(m, dataset_size, estimator)                # [M, M]
+    log_qz = tf.reduce_logsumexp(joint + log_w, axis=-1)
+    log_qz_marginals = tf.reduce_logsumexp(marginal + log_w[:, :, None], axis=-2)
+    return log_qz, log_qz_marginals
+
+
+def minibatch_decomposition(q_z, z, p_z, dataset_size, estimator="mss"):
+    """Per-sample index-code MI, TC and dimension-wise KL terms (module docstring).
+
+    Args:
+        q_z: Gaussian posterior of the batch, batch [M], event [D].
+        z: samples [S, M, D] or [M, D].
+        p_z: the prior, a factorized distribution with event [D] (its marginals are read
+            from `gaussian_marginals`).
+        dataset_size: N.
+        estimator: "mss" or "mws".
+
+    Returns:
+        dict of [S, M] tensors in nats: "mi", "tc", "dim_kl" (their batch means estimate
+        I_q(x; z), TC(q(z)) and sum_d KL(q(z_d) || p(z_d))), and "kl", their sum, the
+        Monte-Carlo log q(z|x) - log p(z).
+    """
+    z = tf.convert_to_tensor(z)
+    if z.shape.rank == 2:
+        z = z[None]
+    log_qz, log_qz_marginals = minibatch_log_qz(q_z, z, dataset_size, estimator)
+    log_qz_x = q_z.log_prob(z)                                               # [S, M]
+    log_pz_marginals = gaussian_marginals(p_z).log_prob(z)                   # [S, M, D]
+    sum_marginals = tf.reduce_sum(log_qz_marginals, -1)
+    mi = log_qz_x - log_qz
+    tc = log_qz - sum_marginals
+    dim_kl = sum_marginals - tf.reduce_sum(log_pz_marginals, -1)
+    return {"mi": mi, "tc": tc, "dim_kl": dim_kl, "kl": mi + tc + dim_kl}
+
+
+# ---------------------------------------------------------------------------- permutation
+
+def permute_dims(z, seed):
+    """Shuffles each latent dimension independently across the batch, [B, D] -> [B, D].
+
+    The result is a sample of prod_d q(z_d) when the rows of `z` are samples of q(z)
+    (Kim & Mnih 2018, Algorithm 1).
+
+    Args:
+        z: [B, D].
+        seed: a stateless seed, int32 [2].
+    """
+    z = tf.convert_to_tensor(z)
+    # argsort of iid uniforms: an independent uniform permutation per dimension.
+    keys = tf.random.stateless_uniform(tf.shape(z), seed=seed)
+    order = tf.argsort(keys, axis=0)                                         # [B, D]
+    # gather row d of z^T by row d of order^T: out[d, b] = z[order[b, d], d].
+    return tf.transpose(tf.gather(tf.transpose(z), tf.transpose(order), batch_dims=1))
