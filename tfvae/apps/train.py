@@ -1,0 +1,430 @@
+"""Train a model, log it to TensorBoard, checkpoint it, export a SavedModel.
+
+    python -m tfvae.apps.train                       # full-covariance VAE on Fashion-MNIST
+    python -m tfvae.apps.train --config apps/vae_normal.toml --epochs 20
+    python -m tfvae.apps.train --model NAME --help   # NAME's own flags too
+
+Defaults: Fashion-MNIST binarized at 0.5 (the benchmark protocol's FMNIST-bin), a VAE with
+a full-covariance Gaussian posterior and a Bernoulli decoder, latent 32, MLP 784-512-256,
+Adam 1e-3, batch 128, 10 epochs, the train step XLA-compiled. Settings come from the flags,
+then the `--config` TOML preset (keys = flag names with '_'), then these defaults.
+
+Outputs, for run NAME (default: derived from the settings, so the same command finds the
+same run):
+
+```none
+runs/NAME/run.json                 the settings that define the run (checked on resume)
+runs/NAME/checkpoints/             model + optimizer + RNG + epoch/step counters
+runs/NAME/train, runs/NAME/validation   TensorBoard scalars, images, histograms
+runs/NAME/projector_config.pbtxt   the embedding projector (test latents with labels)
+saved_models/NAME/                 SavedModel (see tfvae.export) + metadata.json
+```
+
+Resuming: re-running a killed command restores the last checkpoint (epoch end, or every
+`--checkpoint-every-steps` steps) and trains exactly the missing steps: each epoch's data
+order is a function of (seed, epoch) and a run stopped mid-epoch skips the batches it
+already trained. `--fresh` deletes the run's checkpoints and logs first.
+
+Hooks (no edit here needed for a new model or callback):
+- a model registered in `tfvae.registry.MODELS` is selectable by `--model`; its classmethods
+  `add_arguments(parser)` and `kwargs_from_args(args)` add flags (valid preset keys too)
+  and turn them into constructor kwargs. `args` also carries `dataset_size` (the number of
+  training examples) and `steps_per_epoch`.
+- `model.extra_callbacks(context)` and `tfvae.callbacks.register_callback` add Keras
+  callbacks (see tfvae/callbacks.py).
+
+Exit codes: 0 done, 2 bad input (one line on stderr), 130 interrupted (resume by
+re-running).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+import tfvae  # registers every model, posterior, likelihood and callback
+from tfvae import callbacks as callbacks_lib
+from tfvae import config as config_lib
+from tfvae import export
+from tfvae._tf import tf, tfk
+from tfvae.apps import _cli
+from tfvae.apps import tensorboard as tensorboard_app
+from tfvae.registry import ARCHITECTURES, LIKELIHOODS, MODELS, POSTERIORS
+
+PROG = "tfvae-train"
+RUN_FILE = "run.json"
+#: test images that feed the image summaries, histograms and the projector
+SUMMARY_IMAGES = 1000
+LABEL_NAMES = {
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                      "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    "mnist": [str(i) for i in range(10)],
+}
+
+
+# ---------------------------------------------------------------------------- arguments
+
+def build_parser(model_cls=None, model_name=None):
+    """The full parser: the core flags (TrainConfig) plus `model_cls.add_arguments`'s."""
+    parser = _cli.ArgumentParser(
+        prog=PROG, description=__doc__.splitlines()[0],
+        epilog="Model-specific flags: --model NAME --help. Presets: apps/*.toml.",
+        # A model may redefine a core flag (say its own --beta); its definition wins.
+        conflict_handler="resolve")
+    parser.add_argument("--config", metavar="TOML",
+                        help="a preset of settings (flags override it), e.g. apps/vae.toml")
+    config_lib.TrainConfig.add_arguments(parser)
+    if model_cls is not None and hasattr(model_cls, "add_arguments"):
+        model_cls.add_arguments(parser)
+    return parser
+
+
+def parse(argv):
+    """argv -> (TrainConfig, model class, merged namespace). Raises UsageError."""
+
+    pre = _cli.ArgumentParser(prog=PROG, add_help=False)
+    pre.add_argument("--config")
+    pre.add_argument("--model")
+    known, _ = pre.parse_known_args(argv)
+    raw = {}
+    if known.config is not None:
+        try:
+            raw = config_lib.load_toml(known.config)
+        except config_lib.ConfigError as e:
+            raise _cli.UsageError(str(e)) from None
+    model_name = known.model if known.model is not None else raw.get(
+        "model", config_lib.TrainConfig.model)
+    if not isinstance(model_name, str):
+        raise _cli.UsageError(f"{known.config!r}: `model` must be a string; got {model_name!r}.")
+    with _cli.user_errors():
+        model_cls = MODELS.get(model_name)
+    parser = build_parser(model_cls, model_name)
+    preset = _cli.load_preset(parser, known.config) if known.config is not None else None
+    args, _ = _cli.parse_with_preset(parser, argv, preset)
+    with _cli.user_errors():
+        cfg = config_lib.TrainConfig.from_mapping(vars(args)).validate()
+    return cfg, model_cls, args
+
+
+def check_names(cfg):
+    """Dataset and component names, checked against the registries before any work."""
+    if cfg.dataset not in tfvae.data.DATASETS:
+        raise _cli.UsageError(f"Unknown dataset {cfg.dataset!r}; expected one of "
+                              f"{list(tfvae.data.DATASETS)}.")
+    with _cli.user_errors():
+        POSTERIORS.get(cfg.posterior)
+        LIKELIHOODS.get(cfg.likelihood)
+        ARCHITECTURES.get(cfg.architecture)
+
+
+# ---------------------------------------------------------------------------- data
+
+class Data:
+    """The run's data: uint8 training images, float test images, the epoch stream.
+
+    Epoch e's order is a shuffle seeded by (seed, e) and a dynamic binarization keyed by
+    (seed, e, batch), so any epoch (or its tail) can be rebuilt after a restart.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.binarize = cfg.resolved_binarize
+        with _cli.user_errors():
+            train_x, _ = tfvae.data.load_arrays(cfg.dataset, "train")
+            test_x, test_y = tfvae.data.load_arrays(cfg.dataset, "test")
+        if cfg.limit is not None:
+            train_x = train_x[:cfg.limit]
+        if cfg.test_limit is not None:
+            test_x, test_y = test_x[:cfg.test_limit], test_y[:cfg.test_limit]
+        self.image_shape = tuple(int(s) for s in train_x.shape[1:])
+        self.num_train = len(train_x)
+        self.batches = math.ceil(self.num_train / cfg.batch_size)
+        self.steps_per_epoch = min(cfg.steps_per_epoch or self.batches, self.batches)
+        self._train = tf.constant(train_x)  # uint8 [N, H, W, C]; batches are gathered
+        # The test set gets one fixed binarization, so validation numbers compare across epochs.
+        self.test_images = self._to_float_np(test_x)
+        self.test_labels = test_y
+        self.validation = tf.data.Dataset.from_tensor_slices(self.test_images) \
+            .batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
+        self.label_names = LABEL_NAMES.get(cfg.dataset)
+
+    def _to_float_np(self, images):
+        x = images.astype(np.float32) / 255.0
+        if self.binarize == "static":
+            return (x > 0.5).astype(np.float32)
+        if self.binarize == "dynamic":
+            u = np.random.default_rng(self.cfg.seed).random(x.shape, dtype=np.float32)
+            return (u < x).astype(np.float32)
+        return x
+
+    def epoch(self, epoch, skip=0):
+        """Batches of epoch `epoch` (a scalar tensor or int), after its first `skip`."""
+        cfg = self.cfg
+        epoch = tf.cast(epoch, tf.int64)
+        # A stateless permutation: epoch e's order is a pure function of (seed, e).
+        order = tf.argsort(tf.random.stateless_uniform(
+            [self.num_train], seed=tf.stack([tf.constant(cfg.seed, tf.int64), epoch])))
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(cfg.batch_size) \
+            .take(self.steps_per_epoch).enumerate().skip(skip)
+        images = self._train
+        binarize, seed = self.binarize, cfg.seed
+
+        def convert(index, batch_order):
+            x = tf.cast(tf.gather(images, batch_order), tf.float32) / 255.0
+            if binarize == "static":
+                return tf.cast(x > 0.5, tf.float32)
+            if binarize == "dynamic":
+                key = tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_000 + index])
+                return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=key) < x,
+                               tf.float32)
+            return x
+        return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def stream(self, first_epoch, last_epoch):
+        """Epochs first_epoch .. last_epoch - 1 back to back (fit with steps_per_epoch)."""
+        return tf.data.Dataset.range(first_epoch, last_epoch).flat_map(self.epoch) \
+            .prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------------------- run directory
+
+def prepare_run_dir(cfg, run_dir, identity):
+    """Creates (or with --fresh, resets) the run directory; refuses a foreign one."""
+    run_file = os.path.join(run_dir, RUN_FILE)
+    if os.path.isdir(run_dir) and os.listdir(run_dir) and not os.path.exists(run_file):
+        raise _cli.UsageError(f"{run_dir!r} exists and is not a tfvae run (no {RUN_FILE}); "
+                              "choose another --run-name or --logdir.")
+    if cfg.fresh and os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)
+        print(f"--fresh: deleted {run_dir}", flush=True)
+    if os.path.exists(run_file):
+        with open(run_file) as f:
+            previous = json.load(f).get("identity", {})
+        diff = [k for k in sorted(set(previous) | set(identity))
+                if previous.get(k) != identity.get(k)]
+        if diff:
+            k = diff[0]
+            raise _cli.UsageError(
+                f"run {os.path.basename(run_dir)!r} was started with different settings "
+                f"({k}: {previous.get(k)!r} then, {identity.get(k)!r} now); use --fresh to "
+                "start it over, or another --run-name.")
+        return
+    os.makedirs(run_dir, exist_ok=True)
+    with open(run_file + ".tmp", "w") as f:
+        json.dump({"identity": identity, "config": cfg.to_dict()}, f, indent=2, default=str)
+    os.replace(run_file + ".tmp", run_file)
+
+
+# ---------------------------------------------------------------------------- training
+
+def build_model(cfg, model_cls, args, image_shape):
+    kwargs = {"latent_dim": cfg.latent_dim, "posterior": cfg.posterior_spec(),
+              "likelihood": cfg.likelihood_spec(), "input_shape": image_shape,
+              "architecture": cfg.architecture, "hidden_units": cfg.hidden_units,
+              "beta": cfg.beta, "kl": cfg.kl, "num_samples": cfg.num_samples,
+              "seed": cfg.seed}
+    model_kwargs = {}
+    if hasattr(model_cls, "kwargs_from_args"):
+        with _cli.user_errors():
+            model_kwargs = dict(model_cls.kwargs_from_args(args) or {})
+    with _cli.user_errors(f"cannot build model {cfg.model!r}: "):
+        model = model_cls(**{**kwargs, **model_kwargs})
+    return model, model_kwargs
+
+
+class Result:
+    """What `train` returns: the model, its export module, paths and metrics."""
+
+    def __init__(self, **kwargs):
+        self.__dict__.update(kwargs)
+
+
+def train(cfg, model_cls, args, out=print):
+    """Runs everything after parsing; returns a `Result`. Raises UsageError on bad input."""
+
+
+    tfk.utils.set_random_seed(cfg.seed)
+    data = Data(cfg)
+    args.dataset_size = data.num_train
+    args.steps_per_epoch = data.steps_per_epoch
+    model, model_kwargs = build_model(cfg, model_cls, args, data.image_shape)
+    if getattr(model, "hidden_units", None) is not None:
+        # The architecture's default widths, spelled out: `--hidden-units 512 256` and no
+        # flag are the same run.
+        cfg = dataclasses.replace(cfg, hidden_units=tuple(model.hidden_units))
+    run_name = cfg.run_name or cfg.default_run_name(model_kwargs)
+    run_dir = os.path.join(cfg.logdir, run_name)
+    export_path = os.path.join(cfg.export_dir, run_name)
+    resolved = {**cfg.to_dict(), "binarize": data.binarize or "none", "run_name": run_name,
+                "model_kwargs": config_lib._jsonable(model_kwargs)}  # pylint: disable=protected-access
+    prepare_run_dir(cfg, run_dir, cfg.identity(model_kwargs))
+
+    model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), jit_compile=cfg.jit)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var,
+                                     step_in_epoch=step_var)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"),
+                                         max_to_keep=cfg.keep_checkpoints)
+    if manager.latest_checkpoint:
+        status = checkpoint.restore(manager.latest_checkpoint)
+        status.assert_existing_objects_matched()
+        first_epoch, skip = int(epoch_var.numpy()), int(step_var.numpy())
+        iterations = int(model.optimizer.iterations.numpy())
+        if first_epoch >= cfg.epochs:
+            out(f"Run {run_name!r} already trained {first_epoch} epochs (optimizer step "
+                f"{iterations}); evaluating and exporting it. Raise --epochs to train on, "
+                "or --fresh to start over.")
+        else:
+            out(f"Resuming run {run_name!r} from {manager.latest_checkpoint}: epoch "
+                f"{first_epoch + 1}/{cfg.epochs}, step {skip}/{data.steps_per_epoch} of it "
+                f"done, optimizer step {iterations}.")
+    else:
+        first_epoch, skip = 0, 0
+        out(f"Starting run {run_name!r}: {cfg.model} on {cfg.dataset} ({data.num_train} "
+            f"training images, {data.steps_per_epoch} steps per epoch), logs in {run_dir}")
+
+    url = None
+    if cfg.tensorboard:
+        with _cli.user_errors("cannot start TensorBoard: "):
+            url, _ = tensorboard_app.launch(cfg.logdir, port=cfg.tensorboard_port)
+        out(f"TensorBoard: {url}")
+
+    n_images = min(SUMMARY_IMAGES, len(data.test_images))
+    context = callbacks_lib.CallbackContext(
+        model=model, config=resolved, run_dir=run_dir, train_data=data.epoch(0),
+        validation_data=data.validation, images=data.test_images[:n_images],
+        labels=data.test_labels[:n_images], dataset_size=data.num_train,
+        steps_per_epoch=data.steps_per_epoch, label_names=data.label_names)
+    checkpointer = callbacks_lib.CheckpointCallback(
+        manager, epoch_var, step_var, cfg.checkpoint_every_steps, data.steps_per_epoch)
+    timer = EpochTimer()
+    callbacks = [tfk.callbacks.TensorBoard(log_dir=run_dir, write_graph=False, profile_batch=0,
+                                           update_freq="epoch"),
+                 callbacks_lib.SummaryCallback(context, seed=cfg.seed),
+                 *callbacks_lib.extra_callbacks(model, context),
+                 timer, checkpointer]  # checkpoint last: a saved epoch has all its logs
+    callbacks_lib.write_hparams(run_dir, {k: v for k, v in resolved.items()
+                                          if k in config_lib.TrainConfig.keys()}, run_name)
+
+    fit = dict(validation_data=data.validation, callbacks=callbacks, verbose=cfg.verbose)
+    t0 = time.perf_counter()
+    try:
+        if skip and first_epoch < cfg.epochs:
+            # The rest of an epoch interrupted after `skip` steps, then whole epochs.
+            checkpointer.first_step = skip
+            model.fit(data.epoch(first_epoch, skip=skip), initial_epoch=first_epoch,
+                      epochs=first_epoch + 1, steps_per_epoch=data.steps_per_epoch - skip,
+                      **fit)
+            first_epoch += 1
+        if first_epoch < cfg.epochs:
+            model.fit(data.stream(first_epoch, cfg.epochs), initial_epoch=first_epoch,
+                      epochs=cfg.epochs, steps_per_epoch=data.steps_per_epoch, **fit)
+    except KeyboardInterrupt:
+        out(f"\nInterrupted. Checkpoints are in {manager.directory}: re-run the same "
+            "command to resume.")
+        raise
+    train_seconds = time.perf_counter() - t0
+
+    metrics = model.evaluate(data.validation, return_dict=True, verbose=0)
+    metrics = {k: float(v) for k, v in metrics.items()}
+    meta = {"config": resolved,
+            "dataset": {"name": cfg.dataset, "binarize": data.binarize or "none",
+                        "train_examples": data.num_train,
+                        "test_examples": int(len(data.test_images)),
+                        "image_shape": list(data.image_shape)},
+            "metrics": {"test": metrics, "epochs": int(epoch_var.numpy()),
+                        "optimizer_steps": int(model.optimizer.iterations.numpy())},
+            "run_dir": os.path.abspath(run_dir)}
+    module = export.save(model, export_path, metadata=meta,
+                         iwae_samples=cfg.export_iwae_samples, seed=cfg.seed)
+    context.close()
+    return Result(model=model, module=module, run_name=run_name, run_dir=run_dir,
+                  export_path=export_path, metrics=metrics, url=url, data=data,
+                  epoch_seconds=timer.seconds, train_seconds=train_seconds,
+                  iterations=int(model.optimizer.iterations.numpy()), manager=manager)
+
+
+class EpochTimer(tfk.callbacks.Callback):
+    """Wall time of each epoch's training steps (validation excluded), for images/s.
+
+    No batch hooks: the clock stops when validation begins (or at the epoch end).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+        self._t0 = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self._stop()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._stop()
+
+    def _stop(self):
+        if self._t0 is not None:
+            self.seconds.append(time.perf_counter() - self._t0)
+            self._t0 = None
+
+
+def summary(cfg, result):
+    """The closing lines: test metrics, speed, where everything went."""
+    m = result.metrics
+    lines = ["", f"Done: run {result.run_name!r}, {result.iterations} optimizer steps."]
+    if "elbo" in m:
+        pixels = math.prod(result.data.image_shape)
+        extra = ""
+        if cfg.likelihood == "bernoulli" and result.data.binarize:
+            extra = f" ({-m['elbo'] / (pixels * math.log(2)):.4f} bits/dim)"
+        lines.append(f"Test ELBO: {m['elbo']:.2f} nats per image{extra}; "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in m.items() if k != "elbo"))
+    else:
+        lines.append("Test metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
+    if result.epoch_seconds:
+        steady = result.epoch_seconds[1:] or result.epoch_seconds
+        per_epoch = min(result.data.steps_per_epoch * cfg.batch_size, result.data.num_train)
+        lines.append(f"Training: {len(result.epoch_seconds)} epochs in "
+                     f"{result.train_seconds:.1f} s, {per_epoch / float(np.median(steady)):.0f} "
+                     "images/s (median epoch after the first)")
+    lines += [f"TensorBoard logs: {result.run_dir}  (python -m tfvae.apps.tensorboard "
+              f"--logdir {cfg.logdir})",
+              f"Checkpoints: {result.manager.directory}",
+              f"SavedModel: {result.export_path}  (python -m tfvae.apps.sample --model "
+              f"{result.export_path} --num 64 --out samples.png)"]
+    return "\n".join(lines)
+
+
+def _main(argv):
+    cfg, model_cls, args = parse(argv)
+    check_names(cfg)
+    _cli.check_writable_dir(cfg.logdir, "--logdir")
+    _cli.check_writable_dir(cfg.export_dir, "--export-dir")
+    if cfg.dry_run:
+        shown = {k: v for k, v in vars(args).items() if k != "config"}
+        print(json.dumps(shown, indent=2, default=str))
+        return 0
+    result = train(cfg, model_cls, args, out=lambda s: print(s, flush=True))
+    print(summary(cfg, result), flush=True)
+    if result.url:
+        print(f"TensorBoard is still serving at {result.url}; press Ctrl-C to stop.",
+              flush=True)
+        tensorboard_app.serve_forever()
+    return 0
+
+
+def main(argv=None):
+    """Console entry point (`tfvae-train`); returns the exit code."""
+    return _cli.run_main(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
