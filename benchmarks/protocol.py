@@ -1,18 +1,21 @@
-"""One contender of the FMNIST-bin benchmark protocol (DESIGN.md), in its own process.
+"""tfvae's contender in the side-by-side benchmark (DESIGN.md's FMNIST-bin protocol).
 
-Prints one JSON line: training images/s (median epoch after the first), peak RSS, test
--ELBO (whole test set) and test NLL (importance sampling, k samples, first N test images).
+Trains one tfvae VAE in this process and prints one result line (see common.report):
+training images/s (median epoch after the first), peak RSS, test -ELBO (whole test set),
+test NLL by importance sampling (k samples, first N test images) and evaluation images/s;
+with --compare-eval also the same NLL by the straightforward loop over samples.
 
     python benchmarks/protocol.py --posterior full_covariance --epochs 10 --jit
 """
 
 import argparse
-import json
-import resource
+import os
 import sys
 import time
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # noqa: E402
 
 
 def main(argv=None):
@@ -20,58 +23,60 @@ def main(argv=None):
     p.add_argument("--posterior", default="full_covariance")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--latent-dim", type=int, default=32)
+    p.add_argument("--limit", type=int, default=None, help="train on the first N images")
     p.add_argument("--jit", action="store_true", help="XLA-compile the train step")
+    p.add_argument("--steps-per-execution", type=int, default=1)
     p.add_argument("--nll-samples", type=int, default=1000)
     p.add_argument("--nll-examples", type=int, default=1000)
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images")
+    p.add_argument("--compare-eval", action="store_true",
+                   help="also time the straightforward loop over samples on this model")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--offdiag-scale", type=float, default=None)
-    p.add_argument("--init-scale", type=float, default=None)
     args = p.parse_args(argv)
 
+    import numpy as np
     import tfvae
     from tfvae._tf import tf, tfk
     tfk.utils.set_random_seed(args.seed)
-    train = tfvae.data.load(args.dataset, "train", args.batch_size, binarize="static",
-                            seed=args.seed, limit=args.limit)
-    test = tfvae.data.load(args.dataset, "test", args.batch_size, binarize="static")
-    posterior = {"name": args.posterior}
-    if args.offdiag_scale is not None:
-        posterior["offdiag_scale"] = args.offdiag_scale
-    if args.init_scale is not None:
-        posterior["init_scale"] = args.init_scale
-    model = tfvae.VAE(latent_dim=args.latent_dim, posterior=posterior, likelihood="bernoulli",
+    train = tfvae.data.load(args.dataset, "train", 128, binarize="static", seed=args.seed,
+                            limit=args.limit)
+    test = tfvae.data.load(args.dataset, "test", 1000, binarize="static")
+    n_train = min(args.limit or 10**9, len(tfvae.data.load_arrays(args.dataset, "train")[0]))
+    model = tfvae.VAE(latent_dim=32, posterior=args.posterior, likelihood="bernoulli",
                       hidden_units=(512, 256), seed=args.seed)
-    model.compile(optimizer=tfk.optimizers.Adam(1e-3), jit_compile=args.jit)
+    model.compile(optimizer=tfk.optimizers.Adam(1e-3), jit_compile=args.jit,
+                  steps_per_execution=args.steps_per_execution)
+    timer = common.epoch_timer(tfk.callbacks.Callback)
+    model.fit(train, epochs=args.epochs, verbose=0, callbacks=[timer])
 
-    times = []
-
-    class Timer(tfk.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.t0)
-
-    n_train = sum(int(b.shape[0]) for b in train)
-    model.fit(train, epochs=args.epochs, verbose=0, callbacks=[Timer()])
-    steady = times[1:] or times
     result = model.evaluate(test, verbose=0, return_dict=True)
-    x_test = np.concatenate([b.numpy() for b in test])[:args.nll_examples]
+    x_eval = np.concatenate(list(test.as_numpy_iterator()))[:args.nll_examples]
+    # Warm-up on one batch: tracing is a one-off cost, not throughput.
+    tfvae.evaluation.log_likelihood(model, x_eval[:100], num_samples=args.nll_samples)
     t0 = time.perf_counter()
-    log_px = tfvae.evaluation.log_likelihood(model, x_test, num_samples=args.nll_samples,
+    log_px = tfvae.evaluation.log_likelihood(model, x_eval, num_samples=args.nll_samples,
                                              seed=args.seed)
     eval_s = time.perf_counter() - t0
-    out = {"contender": f"tfvae {args.posterior}" + (" +XLA" if args.jit else ""),
-           "train_images_per_s": n_train / float(np.median(steady)),
-           "epoch_s": [round(t, 2) for t in times],
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "test_neg_elbo": -result["elbo"], "test_kl": result["kl"],
-           "test_nll": float(-tf.reduce_mean(log_px)),
-           "eval_images_per_s": len(x_test) / eval_s}
-    print(json.dumps(out))
+    fields = {}
+    if args.compare_eval:
+        def one_sample_log_w(xb):
+            q = model.encode(xb)
+
+            def draw():
+                z = q.sample()
+                return model.decode(z).log_prob(xb) + model.prior.log_prob(z) - q.log_prob(z)
+            return draw
+        t0 = time.perf_counter()
+        loop = common.straightforward_iwae(tf, one_sample_log_w, x_eval, args.nll_samples)
+        loop_s = time.perf_counter() - t0
+        fields = {"loop_eval_images_per_s": len(x_eval) / loop_s,
+                  "loop_test_nll": float(-loop.mean())}
+    name = "full-cov" if args.posterior == "full_covariance" else args.posterior
+    common.report(contender=f"tfvae {name}" + (" +XLA" if args.jit else ""),
+                  train_images_per_s=common.steady_images_per_s(timer.times, n_train),
+                  epoch_s=[round(t, 2) for t in timer.times],
+                  test_neg_elbo=-result["elbo"], test_kl=result["kl"],
+                  test_nll=float(-tf.reduce_mean(log_px)),
+                  eval_images_per_s=len(x_eval) / eval_s, **fields)
     return 0
 
 

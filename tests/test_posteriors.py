@@ -82,22 +82,26 @@ def test_full_covariance_head_starts_as_the_diagonal_head():
 
 @pytest.mark.parametrize("name", POSTERIORS.names())
 def test_posterior_contract(name):
+    """Every registered head: shapes, reparameterized gradients, eager == tf.function."""
     head = POSTERIORS.get(name)(D, validate_args=True)
     h = _features(batch=4)
     q = head(h)
-    assert q.batch_shape == [4] and q.event_shape == [D]
-    assert head.has_density
+    assert q.event_shape == [D] and q.batch_shape == [4]
     with tf.GradientTape() as tape:
         q = head(h)
         z = q.sample(3, seed=(0, 1))
-        loss = tf.reduce_sum(z**2) - tf.reduce_sum(q.log_prob(z))
+        loss = tf.reduce_sum(z**2)
+        if head.has_density:
+            loss -= tf.reduce_sum(q.log_prob(z))
     assert z.shape == (3, 4, D)
     grads = tape.gradient(loss, head.trainable_variables)
-    assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads)
-    assert any(np.abs(g.numpy()).max() > 0 for g in grads)
-    compiled = tf.function(lambda h: head(h).log_prob(tf.zeros([4, D])))
-    np.testing.assert_allclose(compiled(h).numpy(), head(h).log_prob(tf.zeros([4, D])).numpy(),
-                               rtol=1e-5)
+    assert any(g is not None for g in grads)
+    assert all(g is None or np.all(np.isfinite(g.numpy())) for g in grads)
+    assert any(g is not None and np.abs(g.numpy()).max() > 0 for g in grads)
+    if head.has_density:
+        compiled = tf.function(lambda h: head(h).log_prob(tf.zeros([4, D])))
+        np.testing.assert_allclose(compiled(h).numpy(),
+                                   head(h).log_prob(tf.zeros([4, D])).numpy(), rtol=1e-5)
 
 
 def test_posterior_bad_arguments():

@@ -24,21 +24,30 @@ per-parameter normalization would otherwise move them as fast as the means.
 
 import numpy as np
 
-from tfvae._tf import tf, tfb, tfk, tfpl
+from tfvae._tf import tf, tfd, tfk, tfpl
 from tfvae.posteriors.base import Posterior
 from tfvae.posteriors.gaussian_diag import DIAG_SHIFT, softplus_inverse
 from tfvae.registry import POSTERIORS
 
 
-def _diagonal_mask(latent_dim):
-    """1.0 where tfb.FillTriangular puts a vector entry on the diagonal, else 0.0."""
-    eye = np.eye(latent_dim, dtype=np.float32)
-    return tfb.FillTriangular().inverse(eye).numpy()
+def _strictly_lower_index(latent_dim):
+    """[D * D] int32: position k + 1 of the k-th strictly-lower entry (row-major), else 0."""
+    index = np.zeros((latent_dim, latent_dim), np.int32)
+    rows, cols = np.tril_indices(latent_dim, -1)
+    index[rows, cols] = np.arange(1, len(rows) + 1)
+    return index.reshape(-1)
 
 
 @POSTERIORS.register("full_covariance")
 class FullCovarianceGaussian(Posterior):
-    """q(z|x) = MultivariateNormalTriL(loc, scale_tril), made by `tfpl.MultivariateNormalTriL.new`.
+    """q(z|x) = MultivariateNormalTriL(loc, scale_tril), the scale built as in
+    `tfpl.MultivariateNormalTriL` (softplus diagonal + 1e-5, free strictly-lower part) and with
+    the same number of parameters, `tfpl.MultivariateNormalTriL.params_size(D)`.
+
+    The triangle is assembled with a constant-index gather and elementwise ops instead of
+    `tfb.FillScaleTriL`: the gradient of its `TransformDiagonal` builds a zeros tensor of
+    dynamic shape that XLA refuses whenever the batch size is not static (any `fit` on a
+    dataset), and the gather is cheaper.
 
     Args:
         latent_dim: D.
@@ -57,33 +66,32 @@ class FullCovarianceGaussian(Posterior):
         self.init_scale = float(init_scale)
         self.offdiag_scale = float(offdiag_scale)
         d = latent_dim
-        mask = _diagonal_mask(d)
-        bias = mask * softplus_inverse(self.init_scale - DIAG_SHIFT)
-        # Diagonal units get the diagonal head's init: glorot-uniform for a Dense(d), whose
-        # fan-out is d, not d(d+1)/2; off-diagonal units start at exactly 0.
-        glorot = tfk.initializers.GlorotUniform()
-
-        def kernel_init(shape, dtype=None):
-            diag_kernel = glorot((shape[0], d), dtype)
-            return tf.gather(diag_kernel, np.maximum(np.cumsum(mask) - 1, 0).astype(np.int32),
-                             axis=1) * tf.constant(mask, dtype or tf.float32)
-
         self.loc_layer = tfk.layers.Dense(d, name="loc")
-        self.tril_layer = tfk.layers.Dense(d * (d + 1) // 2, name="scale_tril",
-                                           kernel_initializer=kernel_init,
-                                           bias_initializer=tfk.initializers.Constant(bias))
-        # Scales the off-diagonal outputs only: offdiag_scale off the diagonal, 1 on it.
-        self._output_scale = tf.constant(mask + (1.0 - mask) * self.offdiag_scale)
+        # The diagonal exactly as the diagonal head; the off-diagonal units start at 0.
+        self.diag_layer = tfk.layers.Dense(
+            d, name="scale_diag",
+            bias_initializer=tfk.initializers.Constant(softplus_inverse(self.init_scale - DIAG_SHIFT)))
+        self.offdiag_layer = tfk.layers.Dense(d * (d - 1) // 2, name="scale_offdiag",
+                                              kernel_initializer="zeros")
+        self._index = tf.constant(_strictly_lower_index(d))
+        self._eye = tf.eye(d)
 
     @staticmethod
     def params_size(latent_dim):
         return tfpl.MultivariateNormalTriL.params_size(latent_dim)
 
+    def scale_tril(self, h):
+        """L(x), [B, D, D]: lower triangular with a positive diagonal."""
+        d = self.latent_dim
+        offdiag = self.offdiag_scale * self.offdiag_layer(h)                   # [B, D(D-1)/2]
+        padded = tf.pad(offdiag, [[0, 0], [1, 0]])                             # 0 at index 0
+        lower = tf.reshape(tf.gather(padded, self._index, axis=-1), [-1, d, d])
+        diag = tf.nn.softplus(self.diag_layer(h)) + DIAG_SHIFT                 # [B, D]
+        return lower + diag[:, :, None] * self._eye
+
     def call(self, h):
-        params = tf.concat([self.loc_layer(h), self.tril_layer(h) * self._output_scale], axis=-1)
-        q_z = tfpl.MultivariateNormalTriL.new(params, self.latent_dim,
-                                              validate_args=self.validate_args)
-        return q_z
+        return tfd.MultivariateNormalTriL(loc=self.loc_layer(h), scale_tril=self.scale_tril(h),
+                                          validate_args=self.validate_args, name="q_z")
 
     def get_config(self):
         return {**super().get_config(), "init_scale": self.init_scale,

@@ -1,0 +1,67 @@
+"""Shared pieces of the side-by-side benchmark: the data file, timing, the reference
+IWAE loop, and the one-line JSON result every contender prints.
+
+Kept free of tfvae and of any Keras import, so the Keras 3 baseline can use it.
+"""
+
+import json
+import resource
+import time
+
+import numpy as np
+
+RESULT_PREFIX = "BENCHMARK_RESULT "
+
+
+def load_npz(path):
+    """x_train [N, 28, 28, 1], x_test [M, 28, 28, 1] as float32 in {0, 1}."""
+    with np.load(path) as f:
+        return f["x_train"].astype(np.float32), f["x_test"].astype(np.float32)
+
+
+def epoch_timer(callback_base):
+    """A Keras callback class (for tf_keras or Keras 3) recording epoch wall times."""
+
+    class EpochTimer(callback_base):
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self._t0)
+
+    return EpochTimer()
+
+
+def steady_images_per_s(times, n_train):
+    """Training images/s of the median epoch after the first (the first one compiles)."""
+    steady = times[1:] or times
+    return n_train / float(np.median(steady))
+
+
+def straightforward_iwae(tf, log_weight_fn, x, num_samples, batch_size=100):
+    """The reference: an eager Python loop over samples, one batch of images at a time.
+
+    Args:
+        tf: the tensorflow module.
+        log_weight_fn: xb -> a function of nothing returning one sample's log-weights [B]
+            (it samples z ~ q(z|xb) itself): log p(xb|z) + log p(z) - log q(z|xb).
+        x: images [N, 28, 28, 1].
+
+    Returns:
+        [N] log p(x) estimates in nats.
+    """
+    out = []
+    for start in range(0, len(x), batch_size):
+        one_sample = log_weight_fn(x[start:start + batch_size])
+        log_w = [one_sample() for _ in range(num_samples)]
+        out.append(tf.reduce_logsumexp(tf.stack(log_w), 0) - np.log(num_samples))
+    return np.concatenate([o.numpy() for o in out])
+
+
+def report(**fields):
+    fields["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(RESULT_PREFIX + json.dumps(fields), flush=True)

@@ -1,0 +1,139 @@
+"""The side-by-side benchmark: tfvae against the baselines, same data, same machine, one run.
+
+    python benchmarks/run.py                 # full protocol: Fashion-MNIST, 10 epochs
+    python benchmarks/run.py --quick         # smoke run: synthetic data, 1 epoch, small k
+
+Every contender runs in its own process (so peak RSS is its own) on the same binarized
+data, MLP 784-512-256-32, Adam 1e-3, batch 128. The table reports training images/s (the
+median epoch after the first), the ratio to each baseline, peak RSS, test -ELBO, test NLL
+(importance sampling, k = 1000 on the first 1000 test images) and evaluation images/s.
+Timings on a shared machine drift, so the contenders run in an interleaved order and only
+ratios within one run mean anything.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from benchmarks.common import RESULT_PREFIX  # noqa: E402
+
+CONTENDERS = {
+    "tfp_layers": [os.path.join(HERE, "baselines", "tfp_layers.py")],
+    "tfvae_full_xla": [os.path.join(HERE, "protocol.py"), "--posterior", "full_covariance",
+                       "--jit"],
+    "keras3": [os.path.join(HERE, "baselines", "keras3_vae.py")],
+    "tfvae_diag_xla": [os.path.join(HERE, "protocol.py"), "--posterior", "diagonal", "--jit"],
+    "tfvae_full": [os.path.join(HERE, "protocol.py"), "--posterior", "full_covariance"],
+    "tfvae_diag": [os.path.join(HERE, "protocol.py"), "--posterior", "diagonal"],
+}
+BASELINES = {"tfp_layers": "TFP layers", "keras3": "Keras 3"}
+
+
+def _write_data(path, dataset, limit):
+    import numpy as np
+    from tfvae import data
+    x_train, _ = data.load_arrays(dataset, "train")
+    x_test, _ = data.load_arrays(dataset, "test")
+    x_train = x_train[:limit] if limit else x_train
+    # FMNIST-bin: pixels / 255 thresholded at 0.5, stored as uint8 {0, 1}.
+    np.savez(path, x_train=(x_train > 127.5).astype(np.uint8),
+             x_test=(x_test > 127.5).astype(np.uint8))
+    return len(x_train)
+
+
+def _run(name, argv, timeout):
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"contender {name} failed (exit {proc.returncode}): "
+                           + " | ".join(tail))
+    result = json.loads(lines[-1][len(RESULT_PREFIX):])
+    result["wall_s"] = round(time.time() - t0, 1)
+    result["nll_samples"] = int(argv[argv.index("--nll-samples") + 1])
+    return result
+
+
+def table(results, machine):
+    base = {k: results[k]["train_images_per_s"] for k in BASELINES if k in results}
+    head = ["contender", "train img/s"] + [f"x {v}" for k, v in BASELINES.items() if k in base]
+    k = next(iter(results.values())).get("nll_samples", "?")
+    head += ["peak RSS MB", "test -ELBO", f"test NLL (k={k})", "eval img/s"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in results.items():
+        cells = [r["contender"], f"{r['train_images_per_s']:.0f}"]
+        cells += [f"{r['train_images_per_s'] / v:.2f}" for v in base.values()]
+        cells += [f"{r['peak_rss_mb']:.0f}", f"{r['test_neg_elbo']:.2f}", f"{r['test_nll']:.2f}",
+                  f"{r['eval_images_per_s']:.1f}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    loops = [r for r in results.values() if "loop_eval_images_per_s" in r]
+    notes = [f"Machine: {machine}."]
+    for r in loops:
+        notes.append(f"IWAE evaluation, {r['contender']}: chunked estimator "
+                     f"{r['eval_images_per_s']:.1f} img/s vs straightforward loop over samples "
+                     f"{r['loop_eval_images_per_s']:.1f} img/s "
+                     f"({r['eval_images_per_s'] / r['loop_eval_images_per_s']:.1f}x; NLL "
+                     f"{r['test_nll']:.2f} vs {r['loop_test_nll']:.2f}).")
+    return "\n".join(rows) + "\n\n" + "\n".join(notes)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="tfvae vs baselines on the benchmark protocol")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--quick", action="store_true",
+                   help="synthetic data (512 images), 2 epochs, k=10 on 20 test images: "
+                        "checks the plumbing, measures nothing")
+    p.add_argument("--contenders", default=",".join(CONTENDERS),
+                   help=f"comma-separated subset of {list(CONTENDERS)}")
+    p.add_argument("--nll-samples", type=int, default=1000)
+    p.add_argument("--nll-examples", type=int, default=1000)
+    p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per contender")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N images")
+    args = p.parse_args(argv)
+    names = [n.strip() for n in args.contenders.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(CONTENDERS))
+    if unknown:
+        p.error(f"unknown contenders {unknown}; expected a subset of {list(CONTENDERS)}")
+    if args.quick:
+        args.dataset, args.epochs, args.limit = "synthetic", min(args.epochs, 2), 512
+        args.nll_samples, args.nll_examples = 10, 20
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = os.path.join(tmp, "data.npz")
+        _write_data(npz, args.dataset, args.limit)
+        common_args = ["--epochs", str(args.epochs), "--nll-samples", str(args.nll_samples),
+                       "--nll-examples", str(args.nll_examples)]
+        for name in names:
+            argv = list(CONTENDERS[name]) + common_args
+            argv += ["--data", npz] if name in BASELINES else ["--dataset", args.dataset]
+            if args.limit and name not in BASELINES:
+                argv += ["--limit", str(args.limit)]
+            if name == "tfvae_full_xla":
+                argv.append("--compare-eval")
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            results[name] = _run(name, argv, args.timeout)
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}; dataset {args.dataset}, "
+               f"{args.epochs} epochs")
+    print(table(results, machine))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

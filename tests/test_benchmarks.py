@@ -1,0 +1,37 @@
+"""The side-by-side benchmark must not rot: its quick mode runs every contender end to end.
+No speed is asserted (timings on a shared 2-core machine mean nothing here)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_benchmark_quick_mode_runs_every_contender(tmp_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick",
+                           "--json", str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    header = next(l for l in lines if l.startswith("| contender"))
+    assert "x TFP layers" in header and "x Keras 3" in header and "test NLL (k=10)" in header
+    rows = [l for l in lines if l.startswith("| ") and not l.startswith("| contender")]
+    assert len(rows) == 6
+    import json
+    results = json.loads(out.read_text())
+    for r in results.values():
+        assert r["train_images_per_s"] > 0 and r["peak_rss_mb"] > 0
+        # Binarized synthetic images: the NLL is a positive number of nats below 784 log 2.
+        assert 0 < r["test_nll"] < 784 * 0.6932 and 0 < r["test_neg_elbo"] < 784 * 0.6932
+        assert r["test_nll"] <= r["test_neg_elbo"] + 1.0  # k=10 bound vs ELBO, noisy
+    assert "straightforward loop" in proc.stdout
+
+
+def test_benchmark_rejects_unknown_contenders():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"),
+                           "--contenders", "pytorch"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown contenders ['pytorch']" in proc.stderr
