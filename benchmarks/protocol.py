@@ -30,6 +30,8 @@ def main(argv=None):
     p.add_argument("--nll-examples", type=int, default=1000)
     p.add_argument("--compare-eval", action="store_true",
                    help="also time the straightforward loop over samples on this model")
+    p.add_argument("--offdiag-scale", type=float, default=None,
+                   help="full-covariance head: multiplier of the off-diagonal outputs")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -41,7 +43,10 @@ def main(argv=None):
                             limit=args.limit)
     test = tfvae.data.load(args.dataset, "test", 1000, binarize="static")
     n_train = min(args.limit or 10**9, len(tfvae.data.load_arrays(args.dataset, "train")[0]))
-    model = tfvae.VAE(latent_dim=32, posterior=args.posterior, likelihood="bernoulli",
+    posterior = {"name": args.posterior}
+    if args.offdiag_scale is not None:
+        posterior["offdiag_scale"] = args.offdiag_scale
+    model = tfvae.VAE(latent_dim=32, posterior=posterior, likelihood="bernoulli",
                       hidden_units=(512, 256), seed=args.seed)
     model.compile(optimizer=tfk.optimizers.Adam(1e-3), jit_compile=args.jit,
                   steps_per_execution=args.steps_per_execution)
