@@ -25,10 +25,14 @@ def kwargs_from(args, names):
 
 
 def reject_terms(kwargs, model_name):
+    """Family models derive their terms; a `terms` or non-ELBO `objective` would be ignored."""
     if "terms" in kwargs:
         raise TypeError(f"Model {model_name!r} sets its own objective terms from its "
                         "hyperparameters; `terms` cannot be passed (use tfvae.VAE(terms=...) "
                         "for a custom objective).")
+    if kwargs.get("objective", "elbo") != "elbo":
+        raise ValueError(f"Model {model_name!r} defines its own objective; `objective` must "
+                         f"be 'elbo' (the default); got {kwargs['objective']!r}.")
 
 
 def resolve_seed(seed):
