@@ -56,8 +56,8 @@ class FullCovarianceGaussian(Posterior):
             effective Adam step for them. Default value: 0.1.
     """
 
-    def __init__(self, latent_dim, init_scale=1.0, offdiag_scale=0.1, validate_args=False,
-                 **kwargs):
+    def __init__(self, latent_dim, init_scale=1.0, offdiag_scale=0.1, relative=False,
+                 validate_args=False, **kwargs):
         super().__init__(latent_dim, validate_args=validate_args, **kwargs)
         if not init_scale > 0:
             raise ValueError(f"`init_scale` must be positive; got {init_scale!r}.")
@@ -65,6 +65,7 @@ class FullCovarianceGaussian(Posterior):
             raise ValueError(f"`offdiag_scale` must be positive; got {offdiag_scale!r}.")
         self.init_scale = float(init_scale)
         self.offdiag_scale = float(offdiag_scale)
+        self.relative = bool(relative)
         d = latent_dim
         self.loc_layer = tfk.layers.Dense(d, name="loc")
         # The diagonal exactly as the diagonal head; the off-diagonal units start at 0.
@@ -87,6 +88,9 @@ class FullCovarianceGaussian(Posterior):
         padded = tf.pad(offdiag, [[0, 0], [1, 0]])                             # 0 at index 0
         lower = tf.reshape(tf.gather(padded, self._index, axis=-1), [-1, d, d])
         diag = tf.nn.softplus(self.diag_layer(h)) + DIAG_SHIFT                 # [B, D]
+        if self.relative:
+            # L = diag(sigma) (I + M): row i's off-diagonals in units of sigma_i.
+            return diag[:, :, None] * (lower + self._eye)
         return lower + diag[:, :, None] * self._eye
 
     def call(self, h):
@@ -95,4 +99,4 @@ class FullCovarianceGaussian(Posterior):
 
     def get_config(self):
         return {**super().get_config(), "init_scale": self.init_scale,
-                "offdiag_scale": self.offdiag_scale}
+                "offdiag_scale": self.offdiag_scale, "relative": self.relative}
