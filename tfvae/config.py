@@ -26,7 +26,7 @@ import tomllib
 #: where each default came from is part of the help text; flags and preset keys derive
 #: from the field names (`latent_dim` -> `--latent-dim`, key `latent_dim`).
 _NOT_IDENTITY = ("epochs", "run_name", "logdir", "export_dir", "tensorboard", "tensorboard_port",
-                 "fresh", "verbose", "jit", "checkpoint_every_steps", "keep_checkpoints",
+                 "fresh", "verbose", "jit", "checkpoint_every_steps", "keep_checkpoints", "export",
                  "export_iwae_samples", "test_limit", "dry_run")
 
 BINARIZE = ("static", "dynamic", "none")
@@ -107,6 +107,8 @@ class TrainConfig:
         None, "also checkpoint every N optimizer steps (default: only at epoch ends)",
         type=int)
     keep_checkpoints: int = _field(3, "checkpoints kept on disk", type=int)
+    export: bool = _field(True, "write the SavedModel at the end",
+                          action="BooleanOptionalAction")
     # k = 100 keeps one exported log_likelihood call cheap (100 decoder passes per image);
     # use tfvae.apps.evaluate (k = 1000+) for reported numbers.
     export_iwae_samples: int = _field(

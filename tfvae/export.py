@@ -121,9 +121,6 @@ class ExportModule(tf.Module):
         if self.has_proposal:
             self.log_likelihood = tf.function(self._log_likelihood,
                                               input_signature=[self.x_spec])
-            self.log_likelihood_with_seed = tf.function(
-                self._log_likelihood_with_seed,
-                input_signature=[self.x_spec, tf.TensorSpec([2], tf.int32, name="seed")])
         self.reseed = tf.function(self._reseed,
                                   input_signature=[tf.TensorSpec([], tf.int64, name="seed")])
         functions = {name: getattr(self, name) for name in SIGNATURES if hasattr(self, name)}
@@ -163,11 +160,8 @@ class ExportModule(tf.Module):
         return {"images": self.model.decode(z).mean()}
 
     def _log_likelihood(self, x):
-        return self._log_likelihood_with_seed(x, self.seed())
-
-    def _log_likelihood_with_seed(self, x, seed):
         return {"log_likelihood": _iwae(self.model, x, self.iwae_samples, self.chunk_size,
-                                        seed)}
+                                        self.seed())}
 
     def _reseed(self, seed):
         # Philox state = (counter, counter, key): restart the stream at key `seed`.
@@ -189,9 +183,8 @@ class ExportModule(tf.Module):
                     raise
                 self.has_proposal = False
                 del self._functions_ref.obj[name]
-                for attr in ("log_likelihood", "log_likelihood_with_seed"):
-                    if attr in self.__dict__:
-                        delattr(self, attr)
+                if "log_likelihood" in self.__dict__:
+                    delattr(self, "log_likelihood")
         return out
 
 

@@ -193,7 +193,7 @@ class Data:
 
 # ---------------------------------------------------------------------------- run directory
 
-def prepare_run_dir(cfg, run_dir, identity):
+def prepare_run_dir(cfg, run_dir, identity, out=print):
     """Creates (or with --fresh, resets) the run directory; refuses a foreign one."""
     run_file = os.path.join(run_dir, RUN_FILE)
     if os.path.isdir(run_dir) and os.listdir(run_dir) and not os.path.exists(run_file):
@@ -201,7 +201,7 @@ def prepare_run_dir(cfg, run_dir, identity):
                               "choose another --run-name or --logdir.")
     if cfg.fresh and os.path.isdir(run_dir):
         shutil.rmtree(run_dir)
-        print(f"--fresh: deleted {run_dir}", flush=True)
+        out(f"--fresh: deleted {run_dir}")
     if os.path.exists(run_file):
         with open(run_file) as f:
             previous = json.load(f).get("identity", {})
@@ -262,7 +262,7 @@ def train(cfg, model_cls, args, out=print):
     export_path = os.path.join(cfg.export_dir, run_name)
     resolved = {**cfg.to_dict(), "binarize": data.binarize or "none", "run_name": run_name,
                 "model_kwargs": config_lib._jsonable(model_kwargs)}  # pylint: disable=protected-access
-    prepare_run_dir(cfg, run_dir, cfg.identity(model_kwargs))
+    prepare_run_dir(cfg, run_dir, cfg.identity(model_kwargs), out)
 
     model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), jit_compile=cfg.jit)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -278,7 +278,8 @@ def train(cfg, model_cls, args, out=print):
         iterations = int(model.optimizer.iterations.numpy())
         if first_epoch >= cfg.epochs:
             out(f"Run {run_name!r} already trained {first_epoch} epochs (optimizer step "
-                f"{iterations}); evaluating and exporting it. Raise --epochs to train on, "
+                f"{iterations}); evaluating{' and exporting' if cfg.export else ''} it. "
+                "Raise --epochs to train on, "
                 "or --fresh to start over.")
         else:
             out(f"Resuming run {run_name!r} from {manager.latest_checkpoint}: epoch "
@@ -318,6 +319,9 @@ def train(cfg, model_cls, args, out=print):
         if skip and first_epoch < cfg.epochs:
             # The rest of an epoch interrupted after `skip` steps, then whole epochs.
             checkpointer.first_step = skip
+            if cfg.verbose:  # Keras numbers an epochs=1 fit's epoch only for n > 1
+                out(f"Epoch {first_epoch + 1}/{cfg.epochs} (continuing after step {skip} of "
+                    f"{data.steps_per_epoch})")
             model.fit(data.epoch(first_epoch, skip=skip), initial_epoch=first_epoch,
                       epochs=first_epoch + 1, steps_per_epoch=data.steps_per_epoch - skip,
                       **fit)
@@ -341,8 +345,12 @@ def train(cfg, model_cls, args, out=print):
             "metrics": {"test": metrics, "epochs": int(epoch_var.numpy()),
                         "optimizer_steps": int(model.optimizer.iterations.numpy())},
             "run_dir": os.path.abspath(run_dir)}
-    module = export.save(model, export_path, metadata=meta,
-                         iwae_samples=cfg.export_iwae_samples, seed=cfg.seed)
+    module = None
+    if cfg.export:
+        module = export.save(model, export_path, metadata=meta,
+                             iwae_samples=cfg.export_iwae_samples, seed=cfg.seed)
+    else:
+        export_path = None
     context.close()
     return Result(model=model, module=module, run_name=run_name, run_dir=run_dir,
                   export_path=export_path, metrics=metrics, url=url, data=data,
@@ -392,14 +400,18 @@ def summary(cfg, result):
     if result.epoch_seconds:
         steady = result.epoch_seconds[1:] or result.epoch_seconds
         per_epoch = min(result.data.steps_per_epoch * cfg.batch_size, result.data.num_train)
-        lines.append(f"Training: {len(result.epoch_seconds)} epochs in "
+        n = len(result.epoch_seconds)
+        lines.append(f"Training: {n} epoch{'s' if n > 1 else ''} in "
                      f"{result.train_seconds:.1f} s, {per_epoch / float(np.median(steady)):.0f} "
                      "images/s (median epoch after the first)")
     lines += [f"TensorBoard logs: {result.run_dir}  (python -m tfvae.apps.tensorboard "
               f"--logdir {cfg.logdir})",
-              f"Checkpoints: {result.manager.directory}",
-              f"SavedModel: {result.export_path}  (python -m tfvae.apps.sample --model "
-              f"{result.export_path} --num 64 --out samples.png)"]
+              f"Checkpoints: {result.manager.directory}"]
+    if result.export_path:
+        lines.append(f"SavedModel: {result.export_path}  (python -m tfvae.apps.sample --model "
+                     f"{result.export_path} --num 64 --out samples.png)")
+    else:
+        lines.append("SavedModel: not written (--no-export)")
     return "\n".join(lines)
 
 

@@ -1,0 +1,511 @@
+"""The train app end to end: export parity in a process without tfvae, TensorBoard event
+files, resume after SIGKILL and after an interruption (bit-for-bit the uninterrupted run),
+presets, model/callback hooks, and one-line exit-2 errors for bad input."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import tfvae
+from tfvae import callbacks as callbacks_lib
+from tfvae import config as config_lib
+from tfvae._tf import tf, tfk
+from tfvae.apps import _cli
+from tfvae.apps import sample as sample_app
+from tfvae.apps import train as train_app
+from tfvae.registry import MODELS
+
+# Tiny and fast: 6 steps of 64 synthetic images per epoch, a 32-unit MLP, no XLA compile
+# (compiling costs more than these runs train). Latent 4: XLA and latent 3 do not mix on
+# this stack ("Reading input as constant from a dynamic tensor"), so tests avoid 3 anyway.
+TINY = ["--dataset", "synthetic", "--latent-dim", "4", "--hidden-units", "32",
+        "--batch-size", "64", "--steps-per-epoch", "6", "--test-limit", "128",
+        "--export-iwae-samples", "20", "--no-jit", "--verbose", "0"]
+ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2",
+       "PYTHONUNBUFFERED": "1"}
+
+
+def dirs(root, name=None):
+    args = ["--logdir", str(root / "runs"), "--export-dir", str(root / "saved")]
+    return args + (["--run-name", name] if name else [])
+
+
+def run_in_process(argv, lines=None):
+    """parse + train in this process; returns the train app's Result."""
+    cfg, model_cls, args = train_app.parse(argv)
+    return train_app.train(cfg, model_cls, args,
+                           out=(lines.append if lines is not None else lambda s: None))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    lines = []
+    result = run_in_process(TINY + ["--epochs", "2", "--seed", "3"] + dirs(root), lines)
+    result.lines = lines
+    result.root = root
+    return result
+
+
+# ---------------------------------------------------------------------------- export
+
+ISOLATED_LOADER = textwrap.dedent("""
+    import sys
+    # The SavedModel must need TensorFlow only: make these imports fail outright.
+    for name in ("tfvae", "tensorflow_probability", "tf_keras", "keras"):
+        sys.modules[name] = None
+    try:
+        import tfvae
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("tfvae was importable")
+    import numpy as np
+    import tensorflow as tf
+    path, inputs, output = sys.argv[1:4]
+    m = tf.saved_model.load(path)
+    d = np.load(inputs)
+    out = {}
+    # Same call order as the in-memory check: the three random signatures share one
+    # generator, saved with the model.
+    for k, v in m.signatures["encode"](x=tf.constant(d["x"])).items():
+        out["encode_" + k] = v.numpy()
+    out["decode_mean"] = m.signatures["decode"](z=tf.constant(d["z"]))["mean"].numpy()
+    out["reconstruction"] = m.signatures["reconstruct"](x=tf.constant(d["x"]))["reconstruction"].numpy()
+    out["sample"] = m.signatures["sample"](n=tf.constant(5))["images"].numpy()
+    out["log_likelihood"] = m.signatures["log_likelihood"](x=tf.constant(d["x"]))["log_likelihood"].numpy()
+    np.savez(output, **out)
+    print(sorted(m.signatures))
+""")
+
+
+def test_export_loads_without_tfvae_and_matches_the_model(trained, tmp_path):
+    model, module = trained.model, trained.module
+    x = trained.data.test_images[:7]
+    z = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x, z=z)
+    (tmp_path / "load.py").write_text(ISOLATED_LOADER)
+    proc = subprocess.run([sys.executable, "-I", str(tmp_path / "load.py"), trained.export_path,
+                           str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                          capture_output=True, text=True, env=ENV, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "['decode', 'encode', 'log_likelihood', 'reconstruct', 'sample']" in proc.stdout
+    got = np.load(tmp_path / "out.npz")
+
+    # Deterministic signatures against the live model itself (float32 round-off only).
+    q_z = model.encode(x)
+    np.testing.assert_allclose(got["encode_loc"], q_z.mean().numpy(), atol=1e-5)
+    np.testing.assert_allclose(got["encode_scale_tril"], q_z.scale.to_dense().numpy(), atol=1e-5)
+    assert got["encode_scale_tril"].shape == (7, 4, 4)
+    assert np.all(np.triu(got["encode_scale_tril"], 1) == 0)
+    np.testing.assert_allclose(got["decode_mean"], model.decode(z).mean().numpy(), atol=1e-5)
+    np.testing.assert_allclose(got["reconstruction"], model(x).numpy(), atol=1e-5)
+    assert got["sample"].shape == (5, 28, 28, 1)
+    assert got["log_likelihood"].shape == (7,)
+
+    # Random signatures: the in-memory export module, never called before, holds the same
+    # generator state as the fresh load, so the same calls give the same draws.
+    enc = module.encode(tf.constant(x))
+    module.decode(tf.constant(z))
+    module.reconstruct(tf.constant(x))
+    np.testing.assert_allclose(got["encode_z"], enc["z"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(got["sample"], module.sample(tf.constant(5))["images"].numpy(),
+                               atol=1e-5)
+    np.testing.assert_allclose(got["log_likelihood"],
+                               module.log_likelihood(tf.constant(x))["log_likelihood"].numpy(),
+                               rtol=1e-5)
+    # z is a draw from q(z|x): whitened by the exported L it is far from the mean only
+    # by chance (|eps| < 6 for all 28 standard-normal draws, p > 1 - 1e-7).
+    eps = np.linalg.solve(got["encode_scale_tril"], (got["encode_z"] - got["encode_loc"])[..., None])
+    assert np.all(np.abs(eps) < 6) and np.std(eps) > 0.2
+    # The exported estimator is tfvae.evaluation.log_likelihood on one batch, draw for draw:
+    # after reseed(s) the export's next seed is the first draw of Philox state (0, 0, s).
+    module.reseed(tf.constant(11, tf.int64))
+    exported = module.log_likelihood(tf.constant(x))["log_likelihood"].numpy()
+    seed = tf.random.Generator.from_state([0, 0, 11], alg="philox").uniform_full_int(
+        [2], dtype=tf.int32)
+    library = tfvae.evaluation.log_likelihood(model, x, num_samples=20, chunk_size=20,
+                                              seed=seed).numpy()
+    np.testing.assert_allclose(exported, library, rtol=1e-6)
+
+    meta = json.loads(open(os.path.join(trained.export_path, "metadata.json")).read())
+    assert meta["config"]["latent_dim"] == 4 and meta["config"]["seed"] == 3
+    assert meta["dataset"]["name"] == "synthetic" and meta["dataset"]["binarize"] == "static"
+    assert meta["metrics"]["test"]["elbo"] == pytest.approx(trained.metrics["elbo"])
+    assert meta["metrics"]["optimizer_steps"] == 12 and meta["metrics"]["epochs"] == 2
+    assert meta["versions"]["tensorflow"] == tf.__version__
+    assert meta["log_likelihood"]["num_samples"] == 20
+    assert set(meta["signatures"]) == {"encode", "decode", "reconstruct", "sample",
+                                       "log_likelihood"}
+
+
+def test_saved_model_cli_lists_the_signatures(trained):
+    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
+    assert cli, "saved_model_cli is installed with tensorflow"
+    proc = subprocess.run([cli, "show", "--all", "--dir", trained.export_path],
+                          capture_output=True, text=True, env=ENV, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name, arg in [("encode", "x"), ("decode", "z"), ("reconstruct", "x"), ("sample", "n"),
+                      ("log_likelihood", "x")]:
+        block = proc.stdout.split(f"signature_def['{name}']:")[1].split("signature_def[")[0]
+        assert f"inputs['{arg}']" in block
+    assert "outputs['scale_tril']" in proc.stdout and "shape: (-1, 4, 4)" in proc.stdout
+
+
+# ---------------------------------------------------------------------------- TensorBoard files
+
+def _events(directory):
+    """{(tag, plugin): {step: value proto}} over the event files directly in `directory`."""
+    found = {}
+    for name in os.listdir(directory):
+        if name.startswith("events.out.tfevents"):
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, name)):
+                for v in event.summary.value:
+                    found.setdefault((v.tag, v.metadata.plugin_data.plugin_name), {})[
+                        event.step] = v
+    return found
+
+
+def test_event_files_hold_scalars_images_histograms_projector_hparams(trained):
+    run = trained.run_dir
+    train_events = _events(os.path.join(run, "train"))
+    validation = _events(os.path.join(run, "validation"))
+    for metric in ("loss", "elbo", "reconstruction", "kl"):
+        assert set(train_events[(f"epoch_{metric}", "scalars")]) == {0, 1}
+        assert set(validation[(f"epoch_{metric}", "scalars")]) == {0, 1}
+    # Images: [width, height, png] string tensors; the grids have the documented layout.
+    expected = {"images/reconstructions": (4 * 29 - 1, 8 * 29 - 1),   # 16 in 2x(input, recon) rows
+                "images/prior_samples": (8 * 29 - 1, 8 * 29 - 1),     # 64 samples
+                "images/latent_traversal": (4 * 29 - 1, 9 * 29 - 1)}  # 4 dims x 9 values
+    for tag, (height, width) in expected.items():
+        steps = validation[(tag, "images")]
+        assert set(steps) == {0, 1}
+        png = tf.make_ndarray(steps[1].tensor)
+        image = tf.io.decode_png(png[2]).numpy()
+        assert image.shape == (height, width, 3 if image.shape[-1] == 3 else 1), tag
+        assert int(png[0]) == width and int(png[1]) == height
+    for tag in ("posterior/mean", "posterior/stddev"):
+        assert set(validation[(tag, "histograms")]) == {0, 1}
+    # Scales are positive; the histogram's bucket edges show it.
+    buckets = tf.make_ndarray(validation[("posterior/stddev", "histograms")][1].tensor)
+    assert buckets[0, 0] > 0
+    assert ("_hparams_/session_start_info", "hparams") in _events(run)
+
+    config = open(os.path.join(run, "projector_config.pbtxt")).read()
+    assert 'tensor_path: "projector/latents.tsv"' in config and "metadata_path" in config
+    latents = np.loadtxt(os.path.join(run, "projector", "latents.tsv"))
+    assert latents.shape == (128, 4)
+    # The projector shows the final posterior means of the first test images.
+    np.testing.assert_allclose(latents[:5], trained.model.encode(trained.data.test_images[:5])
+                               .mean().numpy(), atol=1e-4)
+    labels = open(os.path.join(run, "projector", "metadata.tsv")).read().splitlines()
+    assert labels[0] == "label\tclass" and len(labels) == 129
+    assert [int(l.split("\t")[0]) for l in labels[1:6]] == list(trained.data.test_labels[:5])
+
+
+def test_run_summary_names_elbo_and_paths(trained):
+    from tfvae.config import TrainConfig
+    text = train_app.summary(TrainConfig(dataset="synthetic", batch_size=64), trained)
+    assert f"Test ELBO: {trained.metrics['elbo']:.2f} nats per image" in text
+    assert trained.run_dir in text and trained.export_path in text
+    assert any(line.startswith("Starting run") for line in trained.lines)
+
+
+def test_sample_app_writes_grids(trained, tmp_path, capsys):
+    out = tmp_path / "samples.png"
+    assert sample_app.main(["--model", trained.export_path, "--num", "10", "--out",
+                            str(out)]) == 0
+    image = tf.io.decode_png(out.read_bytes()).numpy()
+    assert image.shape == (3 * 29 - 1, 4 * 29 - 1, 1)  # 10 images: 4 per row, 3 rows
+    assert sample_app.main(["--model", trained.export_path, "--num", "6", "--reconstruct",
+                            "--cols", "3", "--out", str(tmp_path / "r.png")]) == 0
+    image = tf.io.decode_png((tmp_path / "r.png").read_bytes()).numpy()
+    assert image.shape == (4 * 29 - 1, 3 * 29 - 1, 1)  # inputs, recons, inputs, recons
+    # The top-left tile is the first test image, exactly (binarized like the training data).
+    np.testing.assert_array_equal(image[:28, :28] / 255.0, trained.data.test_images[0])
+    capsys.readouterr()
+    assert sample_app.main(["--model", str(tmp_path), "--out", str(out)]) == 2
+    assert sample_app.main(["--model", trained.export_path, "--num", "0"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "no saved_model.pb" in err[0] and "`--num`" in err[1]
+
+
+# ---------------------------------------------------------------------------- resume
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.fixture
+def interrupt_at_step():
+    """Registers an extra-callback factory that raises after optimizer step N."""
+    name = "test_interrupt"
+    state = {"step": None, "contexts": []}
+
+    class Stop(tfk.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if state["step"] is not None and \
+                    int(self.model.optimizer.iterations.numpy()) == state["step"]:
+                raise _Interrupt()
+
+    @callbacks_lib.register_callback(name)
+    def _factory(context):
+        state["contexts"].append(context)
+        return Stop()
+    yield state
+    del callbacks_lib.EXTRA_CALLBACKS._entries[name]  # pylint: disable=protected-access
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path, interrupt_at_step):
+    argv = TINY + ["--epochs", "2", "--checkpoint-every-steps", "4", "--no-export"]
+    straight = run_in_process(argv + dirs(tmp_path, "straight"))
+    assert straight.iterations == 12
+
+    # Interrupted during step 9 (epoch 2, its 3rd step); the last checkpoint is step 8.
+    interrupt_at_step["step"] = 9
+    with pytest.raises(_Interrupt):
+        run_in_process(argv + dirs(tmp_path, "resumed"))
+    ckpt = tf.train.latest_checkpoint(str(tmp_path / "runs" / "resumed" / "checkpoints"))
+    assert ckpt.endswith("ckpt-8")
+    reader = tf.train.load_checkpoint(ckpt)
+    assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 1
+    assert reader.get_tensor("step_in_epoch/.ATTRIBUTES/VARIABLE_VALUE") == 2
+
+    interrupt_at_step["step"] = None
+    lines = []
+    resumed = run_in_process(argv + dirs(tmp_path, "resumed"), lines)
+    assert any("Resuming run 'resumed'" in l and "epoch 2/2, step 2/6" in l
+               and "optimizer step 8" in l for l in lines), lines
+    # Nothing trained twice or skipped: 12 steps in all, and the same data in the same order
+    # with the same noise, so the weights equal the uninterrupted run's. One step more or
+    # less moves Adam's weights by ~1e-3; float round-off is ~1e-7.
+    assert resumed.iterations == 12
+    for a, b in zip(straight.model.weights, resumed.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.name)
+    np.testing.assert_array_equal(straight.model.rng.state.numpy(),
+                                  resumed.model.rng.state.numpy())
+    # The hook saw the run: its context carries the data and the writers.
+    context = interrupt_at_step["contexts"][-1]
+    assert context.dataset_size == 2048 and context.steps_per_epoch == 6
+    assert context.images.shape == (128, 28, 28, 1) and context.model is resumed.model
+
+    # The same command again: nothing left to train; it says so and re-exports.
+    lines = []
+    again = run_in_process(argv + dirs(tmp_path, "resumed"), lines)
+    assert again.iterations == 12 and any("already trained 2 epochs" in l for l in lines)
+    # --fresh starts over.
+    lines = []
+    fresh = run_in_process(argv + dirs(tmp_path, "resumed") + ["--fresh", "--epochs", "1"],
+                           lines)
+    assert fresh.iterations == 6 and any(l.startswith("--fresh: deleted") for l in lines)
+    assert any(l.startswith("Starting run") for l in lines)
+
+
+def _read_lines(proc, until, timeout):
+    """stdout lines of `proc` until one contains `until`; returns them."""
+    lines, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        lines.append(line.rstrip("\n"))
+        if until in line:
+            return lines
+    raise AssertionError(f"no line with {until!r} in {timeout}s; got {lines[-20:]}")
+
+
+def test_sigkilled_run_resumes_from_its_last_checkpoint(tmp_path):
+    ckpt_dir = tmp_path / "runs" / "killed" / "checkpoints"
+    cmd = [sys.executable, "-m", "tfvae.apps.train"] + TINY + dirs(tmp_path, "killed") + [
+        "--checkpoint-every-steps", "2", "--verbose", "2", "--no-export"]
+    # 40 epochs would take far longer than the kill: the process is mid-run when it dies.
+    proc = subprocess.Popen(cmd + ["--epochs", "40"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=ENV)
+    try:
+        deadline = time.time() + 180
+        while not (ckpt_dir / "checkpoint").exists():
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.time() < deadline, "no checkpoint within 180 s"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    latest = tf.train.latest_checkpoint(str(ckpt_dir))
+    reader = tf.train.load_checkpoint(latest)
+    epoch = int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    in_epoch = int(reader.get_tensor("step_in_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    iterations = int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert iterations == epoch * 6 + in_epoch and latest.endswith(f"ckpt-{iterations}")
+
+    # The same command, asking for the epoch in progress and one more, resumes (Keras
+    # prints "Epoch i/n" lines only when n > 1).
+    epochs = epoch + 2
+    proc = subprocess.run(cmd + ["--epochs", str(epochs)], capture_output=True, text=True,
+                          env=ENV, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (f"Resuming run 'killed' from {latest}: epoch {epoch + 1}/{epochs}, step "
+            f"{in_epoch}/6 of it done, optimizer step {iterations}.") in proc.stdout
+    # Keras numbers the epochs from the restored one on; the run ends at exactly
+    # epochs * 6 optimizer steps, so the optimizer's counter continued from the checkpoint.
+    assert f"Epoch {epoch + 1}/{epochs}" in proc.stdout
+    if epoch > 0:
+        assert "Epoch 1/" not in proc.stdout
+    assert f"Done: run 'killed', {epochs * 6} optimizer steps." in proc.stdout
+    final = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(ckpt_dir)))
+    assert int(final.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")) == epochs * 6
+    assert int(final.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE")) == epochs
+
+
+# ---------------------------------------------------------------------------- presets and hooks
+
+def test_default_preset_is_the_bare_command_and_flags_override_it():
+    bare, _, _ = train_app.parse([])
+    preset, _, _ = train_app.parse(["--config", "apps/vae.toml"])
+    assert preset == config_lib.TrainConfig(hidden_units=(512, 256), binarize="static")
+    assert bare.identity() == {**preset.identity(), "hidden_units": None}
+    assert bare.resolved_binarize == "static" and bare.jit and bare.epochs == 10
+    normal, _, _ = train_app.parse(["--config", "apps/vae_normal.toml", "--latent-dim", "8",
+                                    "--no-jit"])
+    assert normal.likelihood_spec() == {"name": "normal", "scale": "per_pixel", "sigma": 0.1}
+    assert normal.resolved_binarize is None and normal.latent_dim == 8 and not normal.jit
+
+
+def test_preset_values_convert_like_flags(tmp_path):
+    parser = _cli.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=0.5)
+    parser.add_argument("--widths", type=int, nargs="+", default=None)
+    parser.add_argument("--mode", choices=("a", "b"), default="a")
+    parser.add_argument("--flag", action="store_true")
+    path = tmp_path / "p.toml"
+    path.write_text('rate = 1\nwidths = [3, 4]\nmode = "b"\nflag = true\n')
+    args, given = _cli.parse_with_preset(parser, ["--mode", "a"], _cli.load_preset(parser, path))
+    assert (args.rate, args.widths, args.mode, args.flag) == (1.0, [3, 4], "a", True)
+    assert given == {"mode"}
+    for text, message in [('rate = "fast"', "`rate` must be a float"),
+                          ("widths = 3", "`widths` must be a list"),
+                          ("widths = [1.5]", "`widths` must be a int"),
+                          ('mode = "c"', "must be one of ['a', 'b']"),
+                          ('flag = "yes"', "`flag` must be true or false"),
+                          ("[table]\nrate = 1", "is a table"),
+                          ("rat = 1", "unknown key 'rat'")]:
+        path.write_text(text + "\n")
+        with pytest.raises(_cli.UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            _cli.load_preset(parser, path)
+
+
+@pytest.fixture
+def dummy_model():
+    """A registered model with its own flag and both hooks, removed afterwards."""
+    seen = {}
+
+    @MODELS.register("test_dummy")
+    class Dummy(tfvae.VAE):
+        def __init__(self, gamma=1.0, **kwargs):
+            super().__init__(**kwargs)
+            self.gamma = gamma
+
+        @classmethod
+        def add_arguments(cls, parser):
+            parser.add_argument("--dummy-gamma", type=float, default=None, help="a test flag")
+
+        @classmethod
+        def kwargs_from_args(cls, args):
+            seen["dataset_size"] = getattr(args, "dataset_size", None)
+            return {} if args.dummy_gamma is None else {"gamma": args.dummy_gamma}
+
+        def extra_callbacks(self, context):
+            seen["context"] = context
+            return []
+    yield Dummy, seen
+    del MODELS._entries["test_dummy"]  # pylint: disable=protected-access
+
+
+def test_registered_model_flags_presets_and_hooks(dummy_model, tmp_path, capsys):
+    _, seen = dummy_model
+    preset = tmp_path / "d.toml"
+    preset.write_text('model = "test_dummy"\ndummy_gamma = 1.5\nepochs = 1\n')
+    cfg, cls, args = train_app.parse(["--config", str(preset), "--dummy-gamma", "2.5"])
+    assert cls.__name__ == "Dummy" and args.dummy_gamma == 2.5 and cfg.epochs == 1
+    assert train_app.main(["--config", str(preset), "--dry-run"]) == 0
+    assert '"dummy_gamma": 1.5' in capsys.readouterr().out
+    # The flag belongs to the model: for another model it is an unknown key.
+    assert train_app.main(["--config", str(preset), "--model", "vae"]) == 2
+    assert "unknown key 'dummy_gamma'" in capsys.readouterr().err
+
+    result = run_in_process(["--config", str(preset), "--steps-per-epoch", "2"] +
+                            [a for a in TINY if a not in ("--steps-per-epoch", "6")] +
+                            dirs(tmp_path) + ["--no-export"])
+    assert result.model.gamma == 1.5 and seen["dataset_size"] == 2048
+    assert seen["context"].model is result.model and result.iterations == 2
+    assert result.run_name.startswith("test_dummy-synthetic-bernoulli-z4-")
+
+
+# ---------------------------------------------------------------------------- bad input
+
+def _bad_inputs(tmp_path, trained):
+    (tmp_path / "bad.toml").write_text("epochs = \n")
+    (tmp_path / "typo.toml").write_text("latent_dims = 3\n")
+    (tmp_path / "type.toml").write_text('epochs = "ten"\n')
+    (tmp_path / "afile").write_text("")
+    return [
+        (["--dataset", "nope"], "Unknown dataset 'nope'; expected one of"),
+        (["--model", "nope"], "Unknown model 'nope'; expected one of"),
+        (["--epochs", "0"], "`--epochs` must be a positive int; got 0."),
+        (["--epochs", "-3"], "`--epochs` must be a positive int; got -3."),
+        (["--epochs", "ten"], "argument --epochs: invalid int value: 'ten'"),
+        (["--batch-size", "0"], "`--batch-size` must be a positive int; got 0."),
+        (["--learning-rate", "0"], "`--learning-rate` must be positive"),
+        (["--posterior", "ful"], "Unknown posterior 'ful'"),
+        (["--config", str(tmp_path / "missing.toml")], "not found"),
+        (["--config", str(tmp_path / "bad.toml")], "is not valid TOML"),
+        (["--config", str(tmp_path / "typo.toml")],
+         "unknown key 'latent_dims' in", "did you mean 'latent_dim'?"),
+        (["--config", str(tmp_path / "type.toml")], "`epochs` must be a int value; got 'ten'"),
+        (["--export-dir", str(tmp_path / "afile" / "sub")],
+         "`--export-dir`", "is not a writable directory"),
+        (["--logdir", str(tmp_path / "afile")], "`--logdir`", "is not a writable directory"),
+        (["--likelihood-scale", "fixed"], "applies to the normal likelihood only"),
+        (["--run-name", "a/b"], "`--run-name` must be a plain directory name"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (TINY + ["--latent-dim", "5", "--logdir", str(trained.root / "runs"),
+                 "--run-name", trained.run_name],
+         "was started with different settings (latent_dim: 4 then, 5 now)"),
+    ]
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path, trained, capsys):
+    for argv, *fragments in _bad_inputs(tmp_path, trained):
+        capsys.readouterr()
+        code = train_app.main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, (argv, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("tfvae-train: error: "), (argv, err)
+        for fragment in fragments:
+            assert fragment in lines[0], (argv, lines[0])
+
+
+def test_bad_input_in_a_real_process(tmp_path):
+    (tmp_path / "typo.toml").write_text("epochs = 2\nlatent_dims = 3\n")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "tfvae.apps.train", "--config",
+                           str(tmp_path / "typo.toml")], capture_output=True, text=True,
+                          env=ENV, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("tfvae-train: error: unknown key 'latent_dims'")
+    assert proc.stdout == "" and not (tmp_path / "runs").exists()
+    assert time.perf_counter() - start < 60
