@@ -168,40 +168,37 @@ class ExportModule(tf.Module):
         self.rng.reset(tf.stack([tf.constant(0, tf.int64), tf.constant(0, tf.int64), seed]))
         return {"seed": seed}
 
-    def signatures(self):
-        """{name: concrete function} of the serving signatures.
+    def signature_functions(self):
+        """{name: tf.function} of the serving signatures (traced when saved)."""
+        return dict(self._functions_ref.obj)
 
-        `log_likelihood` is dropped when the model cannot trace it (a `proposal` that
-        raises, as the autoencoder's does: a point mass is no importance distribution).
-        """
-        out = {}
-        for name, fn in dict(self._functions_ref.obj).items():
-            try:
-                out[name] = fn.get_concrete_function()
-            except (ValueError, NotImplementedError, TypeError):
-                if name != "log_likelihood":
-                    raise
-                self.has_proposal = False
-                del self._functions_ref.obj[name]
-                if "log_likelihood" in self.__dict__:
-                    delattr(self, "log_likelihood")
-        return out
+    def drop(self, name):
+        """Removes signature `name` (and its attribute, so it is not saved either)."""
+        self._functions_ref.obj.pop(name, None)
+        if name in self.__dict__:
+            delattr(self, name)
+        if name == "log_likelihood":
+            self.has_proposal = False
 
 
-def describe_signatures(signatures):
-    """{name: {"inputs": {arg: [shape, dtype]}, "outputs": {key: [shape, dtype]}}}."""
+def describe_signatures(path):
+    """{name: {"inputs": {arg: [shape, dtype]}, "outputs": {key: [shape, dtype]}}} of the
+    serving signatures of the SavedModel at `path`, read from its saved_model.pb."""
+    from tensorflow.core.protobuf import saved_model_pb2  # noqa: PLC0415
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+
+    def spec(info):
+        dims = [-1 if d.size < 0 else int(d.size) for d in info.tensor_shape.dim]
+        return [dims, tf.dtypes.as_dtype(info.dtype).name]
     out = {}
-    for name, fn in signatures.items():
-        args, kwargs = fn.structured_input_signature
-        specs = list(args) + list(kwargs.values())
-        inputs = {spec.name: [_shape(spec.shape), spec.dtype.name] for spec in specs}
-        outputs = {k: [_shape(v.shape), v.dtype.name] for k, v in fn.structured_outputs.items()}
-        out[name] = {"inputs": inputs, "outputs": outputs}
+    for name, sig in sorted(proto.meta_graphs[0].signature_def.items()):
+        if name.startswith("__"):
+            continue
+        out[name] = {"inputs": {k: spec(v) for k, v in sorted(sig.inputs.items())},
+                     "outputs": {k: spec(v) for k, v in sorted(sig.outputs.items())}}
     return out
-
-
-def _shape(shape):
-    return [d if d is not None else -1 for d in shape.as_list()]
 
 
 def package_versions():
@@ -221,6 +218,7 @@ def _model_config(model):
 
 
 def build_metadata(model, module, signatures, metadata=None):
+    """metadata.json's content; `signatures` as `describe_signatures` returns them."""
     meta = {
         "format": FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -230,7 +228,7 @@ def build_metadata(model, module, signatures, metadata=None):
         "image_shape": list(model.image_shape),
         "latent_dim": int(model.latent_dim),
         "has_density": module.has_density,
-        "signatures": describe_signatures(signatures),
+        "signatures": signatures,
         "log_likelihood": {"estimator": "importance-weighted (IWAE) bound, nats per example",
                            "num_samples": module.iwae_samples,
                            "chunk_size": module.chunk_size} if module.has_proposal else None,
@@ -263,25 +261,44 @@ def save(model, path, metadata=None, iwae_samples=100, chunk_size=None, seed=0):
     if os.path.isdir(path) and os.listdir(path) and not _is_saved_model(path):
         raise ValueError(f"`path` {path!r} is a non-empty directory that is not a "
                          "SavedModel; refusing to replace it.")
-    module = ExportModule(model, iwae_samples=iwae_samples, chunk_size=chunk_size, seed=seed)
-    signatures = module.signatures()
-    meta = build_metadata(model, module, signatures, metadata)
     try:
-        meta_text = json.dumps(meta, indent=2, sort_keys=False)
+        json.dumps(metadata)
     except TypeError as e:
         raise ValueError(f"`metadata` must be JSON-able: {e}") from None
+    module = ExportModule(model, iwae_samples=iwae_samples, chunk_size=chunk_size, seed=seed)
 
     os.makedirs(parent, exist_ok=True)
     _remove_stale_temps(parent, name)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{name}.tmp-{os.getpid()}-")
     try:
-        tf.saved_model.save(module, tmp, signatures=signatures)
-        _write_metadata(tmp, meta_text)
+        _save_module(module, tmp)
+        meta = build_metadata(model, module, describe_signatures(tmp), metadata)
+        _write_metadata(tmp, json.dumps(meta, indent=2))
         _publish(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return module
+
+
+def _save_module(module, directory):
+    """tf.saved_model.save, tracing each signature once (in the save context).
+
+    A model whose `log_likelihood` cannot be traced (a `proposal` that raises, as the
+    autoencoder's does: a point mass is no importance distribution) is saved without it.
+    """
+    try:
+        tf.saved_model.save(module, directory, signatures=module.signature_functions())
+    except (ValueError, NotImplementedError, TypeError) as first:
+        if "log_likelihood" not in module.signature_functions():
+            raise
+        module.drop("log_likelihood")
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory)
+        try:
+            tf.saved_model.save(module, directory, signatures=module.signature_functions())
+        except Exception:  # noqa: BLE001  (the first error is the informative one)
+            raise first from None
 
 
 def _is_saved_model(path):
