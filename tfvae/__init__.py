@@ -12,9 +12,10 @@ from tfvae import likelihoods
 from tfvae import objectives
 from tfvae import posteriors
 from tfvae import priors
+from tfvae.models.avb import AVB
 from tfvae.models.vae import VAE
 from tfvae.types import ForwardPass
 
 __version__ = "0.1.0"
 
-__all__ = ["VAE", "ForwardPass", "data", "likelihoods", "objectives", "posteriors", "priors"]
+__all__ = ["VAE", "AVB", "ForwardPass", "data", "likelihoods", "objectives", "posteriors", "priors"]

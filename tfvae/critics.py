@@ -21,33 +21,92 @@ from tfvae._tf import tf, tfk
 from tfvae.networks import check_hidden_units
 
 
+COMBINES = ("concat", "inner_product")
+
+
 class DensityRatioEstimator(tfk.Model):
     """T(u): an MLP logit whose optimum is log p(u) - log q(u), per example [B] nats.
 
+    Two architectures (`combine`):
+
+    ```none
+    concat:         T(u)    = MLP([flatten(u_1), flatten(u_2), ...])
+    inner_product:  T(a, b) = <f(a), g(b)> + w_f . f(a) + w_g . g(b) + c
+                    f, g: separate MLPs ending in a linear embedding of width `embedding_dim`
+    ```
+    "inner_product" takes a pair (a, b), e.g. (x, z) for AVB's T(x, z), and embeds each
+    part by its own network (AVB's paper also embeds x and z separately). The bilinear form
+    suits conditional log-ratios: for a Gaussian q(z|x) = N(mu(x), S), log q(z|x) - log p(z)
+    is z^T S^-1 mu(x) (a sum of products of a function of x and a function of z) plus a term
+    in z alone and a term in x alone, which is exactly this shape. g's last layer starts at
+    zero, so T starts as the two linear terms rather than a product of two random embeddings
+    (whose spread, ~sqrt(embedding_dim), would saturate the first logistic steps).
+
     Args:
-        hidden_units: widths of the MLP over the concatenated, flattened inputs.
+        hidden_units: widths of the MLP (of each embedding MLP for "inner_product").
             Default value: (256, 256).
         activation: hidden activation. Default value: "leaky_relu" (keeps gradients for
             negative pre-activations; the critic must stay informative everywhere).
         optimizer: the critic's own optimizer. Default value: Adam(1e-4, beta_1=0.5), a
             slower, less momentum-driven optimizer than the model's, as is usual for critics.
+        combine: "concat" or "inner_product". Default value: "concat".
+        embedding_dim: width of f(a) and g(b) for "inner_product". Default value:
+            hidden_units[-1].
     """
 
     def __init__(self, hidden_units=(256, 256), activation="leaky_relu", optimizer=None,
-                 name="critic", **kwargs):
+                 combine="concat", embedding_dim=None, name="critic", **kwargs):
         super().__init__(name=name, **kwargs)
         self.hidden_units = check_hidden_units(hidden_units)
-        self.body = [tfk.layers.Dense(u, activation=activation) for u in self.hidden_units]
-        self.logit = tfk.layers.Dense(1)
+        if combine not in COMBINES:
+            raise ValueError(f"`combine` must be one of {list(COMBINES)}; got {combine!r}.")
+        self.combine = combine
         self.critic_optimizer = optimizer or tfk.optimizers.Adam(1e-4, beta_1=0.5)
+        if combine == "concat":
+            self.body = [tfk.layers.Dense(u, activation=activation) for u in self.hidden_units]
+            self.logit = tfk.layers.Dense(1)
+            return
+        if embedding_dim is None:
+            embedding_dim = self.hidden_units[-1]
+        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) \
+                or embedding_dim <= 0:
+            raise ValueError(f"`embedding_dim` must be a positive int; got {embedding_dim!r}.")
+        self.embedding_dim = embedding_dim
+        self.embed_a = [tfk.layers.Dense(u, activation=activation) for u in self.hidden_units]
+        self.embed_a.append(tfk.layers.Dense(embedding_dim))
+        self.embed_b = [tfk.layers.Dense(u, activation=activation) for u in self.hidden_units]
+        self.embed_b.append(tfk.layers.Dense(embedding_dim, kernel_initializer="zeros"))
+        self.linear_a = tfk.layers.Dense(1)
+        self.linear_b = tfk.layers.Dense(1, use_bias=False)
+
+    @staticmethod
+    def _flatten(t):
+        """[B, ...] -> [B, F], with F static when the shape is, so that a first call inside
+        a tf.function can still build the Dense layers."""
+        t = tf.convert_to_tensor(t)
+        if t.shape.rank is not None and t.shape[1:].is_fully_defined():
+            return tf.reshape(t, [-1, t.shape[1:].num_elements()])
+        return tf.reshape(t, [tf.shape(t)[0], -1])
 
     def call(self, inputs, training=False):
-        """T(u), [B]. `inputs` is one tensor [B, ...] or a tuple of them (e.g. (x, z))."""
+        """T(u), [B]. `inputs` is one tensor [B, ...] or a tuple of them (e.g. (x, z)); a
+        pair (a, b) with equal leading dimension B for "inner_product"."""
         parts = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-        h = tf.concat([tf.reshape(p, [tf.shape(p)[0], -1]) for p in parts], axis=-1)
-        for layer in self.body:
-            h = layer(h)
-        return tf.squeeze(self.logit(h), -1)
+        if self.combine == "concat":
+            h = tf.concat([self._flatten(p) for p in parts], axis=-1)
+            for layer in self.body:
+                h = layer(h)
+            return tf.squeeze(self.logit(h), -1)
+        if len(parts) != 2:
+            raise ValueError(f"A critic with `combine='inner_product'` takes a pair (a, b); got "
+                             f"{len(parts)} input(s).")
+        f, g = self._flatten(parts[0]), self._flatten(parts[1])
+        for layer in self.embed_a:
+            f = layer(f)
+        for layer in self.embed_b:
+            g = layer(g)
+        return (tf.reduce_sum(f * g, -1) + tf.squeeze(self.linear_a(f), -1)
+                + tf.squeeze(self.linear_b(g), -1))
 
     def loss(self, positive, negative):
         """Logistic loss: -E_p log sigmoid(T) - E_q log(1 - sigmoid(T)), a scalar."""
