@@ -1,6 +1,8 @@
 """The objective family: schedules, kernels and MMD, minibatch log q(z) estimators against
 closed forms, the FactorVAE critic, and every family model training on `synthetic`."""
 
+import glob
+import os
 import types
 
 import numpy as np
@@ -24,8 +26,9 @@ def test_linear_schedule_values():
     values = [float(s(t)) for t in (0, 25, 50, 100, 1000)]
     np.testing.assert_allclose(values, [0.0, 2.5, 5.0, 10.0, 10.0], rtol=1e-6)
     delayed = LinearSchedule(2.0, 1.0, steps=10, delay=5)
-    np.testing.assert_allclose([float(delayed(tf.constant(t, tf.int64))) for t in (0, 5, 10, 15, 99)],
-                               [2.0, 2.0, 1.5, 1.0, 1.0], rtol=1e-6)
+    steps = [tf.constant(t, tf.int64) for t in (0, 5, 10, 15, 99)]
+    np.testing.assert_allclose([float(delayed(t)) for t in steps], [2.0, 2.0, 1.5, 1.0, 1.0],
+                               rtol=1e-6)
     w = warmup(4.0, 1000)
     np.testing.assert_allclose([float(w(t)) for t in (0, 500, 1000, 5000)], [0, 2, 4, 4])
     compiled = tf.function(lambda t: w(t))
@@ -147,7 +150,8 @@ def test_mmd_matches_closed_form_between_two_gaussians():
 
 
 def test_kernel_errors():
-    with pytest.raises(ValueError, match=r"`kernel` must be one of \['imq', 'rbf'\]; got 'laplace'"):
+    with pytest.raises(ValueError,
+                       match=r"`kernel` must be one of \['imq', 'rbf'\]; got 'laplace'"):
         tm.mmd(np.zeros((4, 2)), np.zeros((4, 2)), kernel="laplace")
     with pytest.raises(ValueError, match="`bandwidth` must be a positive finite number"):
         tm.kernel_matrix(np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32),
@@ -422,9 +426,14 @@ def test_family_trains_on_synthetic_and_reports_metrics(name):
     ("info_vae", {"lambda_mmd": 0.0}, ValueError, "`lambda_mmd` must be > 0"),
     ("info_vae", {"alpha": -2.0, "lambda_mmd": 1.0}, ValueError, "the MMD weight"),
     ("factor_vae", {"tc_weight": -1.0}, ValueError, "`tc_weight` must be a non-negative"),
-    ("factor_vae", {"discriminator_lr": 0.0}, ValueError, "`discriminator_lr` must be a positive finite number"),
+    ("factor_vae", {"discriminator_lr": 0.0}, ValueError,
+     "`discriminator_lr` must be a positive finite number"),
     ("ae", {"posterior": "diagonal"}, ValueError, "`posterior` must be 'deterministic'"),
     ("beta_vae", {"terms": ["reconstruction"]}, TypeError, "sets its own objective terms"),
+    ("beta_vae", {"objective": "iwae"}, ValueError, "`objective` must be 'elbo'"),
+    ("capacity", {"beta": 4.0}, ValueError, "`beta` does not apply to model 'capacity'"),
+    ("ae", {"beta": 2.0}, ValueError, "`beta` does not apply to model 'ae'"),
+    ("ae", {"num_samples": 3}, ValueError, "`num_samples` must be 1"),
 ])
 def test_bad_hyperparameters(name, kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -454,3 +463,75 @@ def test_bad_terms():
         TERMS.get("mmd")(weight=-1.0)
     with pytest.raises(ValueError, match=r"`kernel` must be one of"):
         TERMS.get("mmd")(kernel="gauss")
+
+
+# ---------------------------------------------------------------------------- train app
+
+APPS = os.path.join(os.path.dirname(__file__), os.pardir, "apps")
+# Tiny settings for the in-process app runs (no XLA: compiling costs more than 4 steps).
+TINY_APP = ["--dataset", "synthetic", "--latent-dim", "4", "--hidden-units", "32",
+            "--batch-size", "64", "--steps-per-epoch", "4", "--test-limit", "128",
+            "--export-iwae-samples", "4", "--no-jit", "--verbose", "0", "--epochs", "1"]
+
+
+@pytest.mark.parametrize("preset,expected", [
+    ("beta_vae", {"beta": 4.0}),
+    ("vae_warmup", {"beta": 1.0, "warmup_steps": 938}),
+    ("capacity", {"gamma": 100.0, "capacity_max": 25.0, "capacity_steps": 4000}),
+    ("beta_tcvae", {"tc_weight": 6.0, "estimator": "mss", "dataset_size": 60000}),
+    ("info_vae", {"alpha": 0.0, "lambda_mmd": 1000.0, "kernel": "rbf"}),
+    ("factor_vae", {"tc_weight": 10.0, "discriminator_lr": 1e-4}),
+    ("ae", {"posterior": "deterministic"}),
+])
+def test_presets_build_their_models(preset, expected):
+    from tfvae.apps import train as train_app
+    cfg, model_cls, args = train_app.parse(["--config", os.path.join(APPS, f"{preset}.toml"),
+                                            "--latent-dim", "4", "--hidden-units", "32"])
+    args.dataset_size = 60000            # what the app sets from the training split
+    model, _ = train_app.build_model(cfg, model_cls, args, (28, 28, 1))
+    config = model.get_config()
+    assert model.registry_name == cfg.model
+    assert {k: config[k] for k in expected} == expected
+
+
+def test_app_flags_reach_the_models():
+    from tfvae.apps import _cli
+    from tfvae.apps import train as train_app
+
+    def build(argv):
+        cfg, model_cls, args = train_app.parse(argv + ["--latent-dim", "4",
+                                                       "--hidden-units", "32"])
+        args.dataset_size = 1000
+        return train_app.build_model(cfg, model_cls, args, (28, 28, 1))[0].get_config()
+
+    assert build(["--model", "beta_vae"])["beta"] == 4.0     # the model's default beta
+    assert build(["--model", "beta_vae", "--beta", "2", "--warmup-steps", "10"])["beta"] == 2.0
+    config = build(["--model", "beta_tcvae", "--tc-weight", "3", "--estimator", "mws",
+                    "--mi-weight", "0.5"])
+    assert (config["tc_weight"], config["mi_weight"], config["estimator"],
+            config["dataset_size"]) == (3.0, 0.5, "mws", 1000)
+    assert build(["--model", "info_vae", "--kernel", "imq", "--alpha", "0.5"])["kernel"] == "imq"
+    assert build(["--model", "factor_vae", "--tc-weight", "2"])["tc_weight"] == 2.0
+    assert build(["--model", "ae"])["posterior"] == "deterministic"
+    for argv, match in ((["--model", "ae", "--posterior", "diagonal"], "must be 'deterministic'"),
+                        (["--model", "capacity", "--beta", "2"], "`beta` does not apply"),
+                        (["--model", "info_vae", "--kernel", "rbf", "--alpha", "3"], "<= 1")):
+        with pytest.raises(_cli.UsageError, match=match):
+            build(argv)
+
+
+def test_train_app_trains_ae_and_logs_its_decomposition(tmp_path):
+    from tfvae.apps import train as train_app
+    cfg, model_cls, args = train_app.parse(TINY_APP + [
+        "--model", "ae", "--logdir", str(tmp_path / "runs"), "--export-dir",
+        str(tmp_path / "saved")])
+    result = train_app.train(cfg, model_cls, args, out=lambda s: None)
+    assert set(result.metrics) == {"loss", "reconstruction"}
+    tags = set()
+    for path in glob.glob(os.path.join(result.run_dir, "validation", "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags |= {v.tag for v in event.summary.value}
+    # The point mass has no finite MI or KL; the rest is logged by the registered callback.
+    assert {f"decomposition/{k}" for k in ("tc", "dim_kl", "aggregate_kl", "active_units",
+                                           "gaussian_kl_bound")} <= tags
+    assert "decomposition/mi" not in tags

@@ -28,8 +28,8 @@ With a dataset of N examples, q(z) = (1/N) sum_n q(z|x_n). For a minibatch x_1..
 z_i ~ q(z|x_i), both estimators are importance-weighted sums over the batch,
 
 ```none
-q(z_i)   ~= sum_j w_ij q(z_i | x_j)                 log q(z_i) = logsumexp_j(log w_ij + log q(z_i|x_j))
-q(z_id)  ~= sum_j w_ij q(z_id | x_j)                same weights for each dimension's marginal
+q(z_i)   ~= sum_j w_ij q(z_i | x_j)      i.e. log q(z_i) = logsumexp_j(log w_ij + log q(z_i|x_j))
+q(z_id)  ~= sum_j w_ij q(z_id | x_j)     the same weights for each dimension's marginal
 
 MWS:  w_ii = 1/N,   w_ij = (N - 1) / (N (M - 1))                         for j != i
 MSS:  w_ii = 1/N,   w_ij = 1/(M - 1)  for M - 2 of the others,

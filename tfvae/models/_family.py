@@ -35,6 +35,14 @@ def reject_terms(kwargs, model_name):
                          f"be 'elbo' (the default); got {kwargs['objective']!r}.")
 
 
+def reject_beta(kwargs, model_name, instead):
+    """Models whose rate weight is not `beta` refuse a `beta` other than the default 1."""
+    beta = kwargs.get("beta", 1.0)
+    if beta != 1.0:
+        raise ValueError(f"`beta` does not apply to model {model_name!r} ({instead}); got "
+                         f"{beta!r}.")
+
+
 def resolve_seed(seed):
     """The model's seed: `seed`, or one drawn from TensorFlow's global seed, as VAE does.
 

@@ -15,6 +15,9 @@ from tfvae.models import _family
 from tfvae.models.vae import VAE
 from tfvae.registry import MODELS
 
+#: the train app's default --posterior, which `kwargs_from_args` replaces by the point mass.
+APP_DEFAULT_POSTERIOR = "full_covariance"
+
 
 @MODELS.register("ae")
 class AE(VAE):
@@ -27,6 +30,7 @@ class AE(VAE):
 
     def __init__(self, posterior="deterministic", name="ae", **kwargs):
         _family.reject_terms(kwargs, "ae")
+        _family.reject_beta(kwargs, "ae", "it has no KL term")
         if posterior != "deterministic":
             raise ValueError("Model 'ae' has a point-mass posterior: `posterior` must be "
                              f"'deterministic'; got {posterior!r}.")
@@ -50,8 +54,13 @@ class AE(VAE):
 
     @classmethod
     def kwargs_from_args(cls, args):
-        del args
-        return {}
+        # The train app passes its --posterior (default "full_covariance") to every model;
+        # the autoencoder's is always the point mass. Any other explicit choice is an error.
+        posterior = getattr(args, "posterior", None)
+        if posterior not in (None, "deterministic", APP_DEFAULT_POSTERIOR):
+            raise ValueError("Model 'ae' has a point-mass posterior: `--posterior` must be "
+                             f"'deterministic' (or left out); got {posterior!r}.")
+        return {"posterior": "deterministic"}
 
     def get_config(self):
         return _family.config_without_terms(self)

@@ -40,6 +40,8 @@ class BetaTCVAE(VAE):
     def __init__(self, dataset_size=None, mi_weight=1.0, tc_weight=6.0, dim_kl_weight=1.0,
                  estimator="mss", name="beta_tcvae", **kwargs):
         _family.reject_terms(kwargs, "beta_tcvae")
+        _family.reject_beta(kwargs, "beta_tcvae",
+                            "its rate weights are mi_weight, tc_weight and dim_kl_weight")
         if dataset_size is None:
             raise ValueError("Model 'beta_tcvae' needs `dataset_size`, the number of training "
                              "examples N (e.g. 60000 for Fashion-MNIST); got None.")

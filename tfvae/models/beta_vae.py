@@ -24,6 +24,10 @@ from tfvae.registry import MODELS
 from tfvae.schedules import check_steps, warmup
 
 
+# Higgins et al.'s common choice; beta = 1 is the plain VAE ("vae").
+DEFAULT_BETA = 4.0
+
+
 @MODELS.register("beta_vae")
 class BetaVAE(VAE):
     """A VAE whose KL weight is beta, optionally warmed up linearly from 0.
@@ -35,7 +39,7 @@ class BetaVAE(VAE):
         **kwargs: the `VAE` arguments (latent_dim, posterior, likelihood, ...).
     """
 
-    def __init__(self, beta=4.0, warmup_steps=None, name="beta_vae", **kwargs):
+    def __init__(self, beta=DEFAULT_BETA, warmup_steps=None, name="beta_vae", **kwargs):
         _family.reject_terms(kwargs, "beta_vae")
         if callable(beta):
             raise ValueError("`beta` of model 'beta_vae' must be a number; use "
@@ -50,14 +54,19 @@ class BetaVAE(VAE):
 
     @classmethod
     def add_arguments(cls, parser):
-        # --beta is a shared train-app flag (VAE's constructor argument).
+        # Redefines the train app's --beta (default 1) so `--model beta_vae` alone means
+        # this class's default beta; the app's parser lets a model's definition win.
+        parser.add_argument("--beta", type=float, default=None,
+                            help=f"beta_vae: the KL weight beta (default {DEFAULT_BETA:g})")
         _family.add_flag(parser, "--warmup-steps", type=int, metavar="N",
                          help="beta_vae: raise the KL weight linearly from 0 to beta over N "
                               "optimizer steps (KL warm-up)")
 
     @classmethod
     def kwargs_from_args(cls, args):
-        return _family.kwargs_from(args, ["beta", "warmup_steps"])
+        kwargs = _family.kwargs_from(args, ["beta", "warmup_steps"])
+        kwargs.setdefault("beta", DEFAULT_BETA)
+        return kwargs
 
     def get_config(self):
         return {**_family.config_without_terms(self), "warmup_steps": self.warmup_steps}

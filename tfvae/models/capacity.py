@@ -35,6 +35,7 @@ class CapacityVAE(VAE):
     def __init__(self, gamma=1000.0, capacity_max=25.0, capacity_steps=100000,
                  name="capacity", **kwargs):
         _family.reject_terms(kwargs, "capacity")
+        _family.reject_beta(kwargs, "capacity", "its rate weight is `gamma`")
         if callable(gamma):
             raise ValueError(f"`gamma` must be a number; got {gamma!r}.")
         gamma = check_weight(gamma, "gamma")

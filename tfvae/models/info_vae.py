@@ -45,6 +45,7 @@ class InfoVAE(VAE):
     def __init__(self, alpha=0.0, lambda_mmd=1000.0, kernel="rbf", kernel_bandwidth=None,
                  name="info_vae", **kwargs):
         _family.reject_terms(kwargs, "info_vae")
+        _family.reject_beta(kwargs, "info_vae", "its KL weight is 1 - `alpha`")
         alpha = _check_real(alpha, "alpha")
         lambda_mmd = _check_real(lambda_mmd, "lambda_mmd")
         if alpha > 1:
