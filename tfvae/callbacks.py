@@ -1,7 +1,8 @@
 """Keras callbacks of the train app: TensorBoard summaries, checkpoints, and the extra-callback hook.
 
-What `SummaryCallback` writes each epoch (step = epoch index), in the run's `validation`
-TensorBoard run, computed on a fixed set of test images:
+`EpochScalarsCallback` writes every metric of `fit`'s logs each epoch (`epoch_<metric>` in
+the run's `train` and `validation` TensorBoard runs). What `SummaryCallback` writes each
+epoch (step = epoch index), in `validation`, computed on a fixed set of test images:
 
 ```none
 images/reconstructions   rows of inputs, each followed by its reconstruction E[x | z = E[z|x]]
@@ -243,6 +244,41 @@ class SummaryCallback(tfk.callbacks.Callback):
         for row, d in enumerate(dims):
             z[row * len(values):(row + 1) * len(values), d] = values
         return image_grid(self._decode_mean(z), cols=len(values))
+
+
+class EpochScalarsCallback(tfk.callbacks.Callback):
+    """Writes every metric of the epoch's `logs` as a scalar: `epoch_<name>` in the run's
+    `train` sub-run, `val_<name>` as `epoch_<name>` in `validation` (Keras' tag names).
+
+    It uses the context's writers, one per directory: TensorBoard's Python loader follows
+    one event file per directory at a time, so a second live writer there (Keras' own
+    TensorBoard callback beside the image writer) hides one of them from a running
+    TensorBoard. Place it after callbacks that add entries to `logs`.
+    """
+
+    def __init__(self, context):
+        super().__init__()
+        self.context = context
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        groups = {"train": {k: v for k, v in logs.items() if not k.startswith("val_")},
+                  "validation": {k[4:]: v for k, v in logs.items() if k.startswith("val_")}}
+        lr = getattr(getattr(self.model, "optimizer", None), "learning_rate", None)
+        if lr is not None and not callable(lr):
+            groups["train"].setdefault("learning_rate", lr)
+        for name, values in groups.items():
+            if not values:
+                continue
+            writer = self.context.writer(name)
+            with writer.as_default(step=epoch):
+                for key, value in values.items():
+                    try:
+                        value = float(value)
+                    except (TypeError, ValueError):
+                        continue
+                    tf.summary.scalar(f"epoch_{key}", value, step=epoch)
+            writer.flush()
 
 
 class ProjectorWriter:

@@ -305,11 +305,11 @@ def train(cfg, model_cls, args, out=print):
     checkpointer = callbacks_lib.CheckpointCallback(
         manager, epoch_var, step_var, cfg.checkpoint_every_steps, data.steps_per_epoch)
     timer = EpochTimer()
-    callbacks = [tfk.callbacks.TensorBoard(log_dir=run_dir, write_graph=False, profile_batch=0,
-                                           update_freq="epoch"),
-                 callbacks_lib.SummaryCallback(context, seed=cfg.seed),
+    callbacks = [timer, callbacks_lib.SummaryCallback(context, seed=cfg.seed),
                  *callbacks_lib.extra_callbacks(model, context),
-                 timer, checkpointer]  # checkpoint last: a saved epoch has all its logs
+                 # after the extras, which may add entries to the epoch's logs
+                 callbacks_lib.EpochScalarsCallback(context),
+                 checkpointer]  # last: a saved epoch has all its logs
     callbacks_lib.write_hparams(run_dir, {k: v for k, v in resolved.items()
                                           if k in config_lib.TrainConfig.keys()}, run_name)
 
