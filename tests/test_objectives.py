@@ -374,6 +374,12 @@ def test_ae_is_deterministic_and_has_no_elbo(synthetic_batch):
     np.testing.assert_allclose(losses["loss"].numpy(), losses["reconstruction"].numpy())
     with pytest.raises(ValueError, match="ELBO is -inf"):
         model.elbo(synthetic_batch)
+    # A point mass has no density: its log_prob and KL refuse rather than return a
+    # probability mass or TFP's cross-entropy "KL" -log p(loc).
+    with pytest.raises(ValueError, match="is a point mass: it has no density"):
+        q.log_prob(q.mean())
+    with pytest.raises(ValueError, match="is a point mass: it has no density"):
+        tfvae.VAE(posterior="deterministic", **SMALL).compute_losses(synthetic_batch)
     with pytest.raises(ValueError, match="no importance sampling proposal"):
         tfvae.evaluation.log_likelihood(model, synthetic_batch[:2], num_samples=2)
 
