@@ -8,6 +8,7 @@ model = tfvae.VAE(latent_dim=32, posterior="full_covariance", likelihood="bernou
 
 from tfvae import data
 from tfvae import evaluation
+from tfvae import export
 from tfvae import likelihoods
 from tfvae import objectives
 from tfvae import posteriors
@@ -18,4 +19,5 @@ from tfvae.types import ForwardPass
 
 __version__ = "0.1.0"
 
-__all__ = ["VAE", "AVB", "ForwardPass", "data", "likelihoods", "objectives", "posteriors", "priors"]
+__all__ = ["VAE", "AVB", "ForwardPass", "data", "export", "likelihoods", "objectives",
+           "posteriors", "priors"]
