@@ -338,6 +338,7 @@ def test_command_line_flags_and_presets():
     ({"posterior": "diagonal", "noise_dim": 3}, "`noise_dim` applies to the implicit posterior"),
     ({"terms": ["reconstruction"]}, "AVB builds its objective itself"),
     ({"kl": "mc"}, "`kl` must be 'auto'"),
+    ({"objective": "iwae"}, "`objective` must be 'elbo'"),
     ({"beta": -1.0}, "`beta` must be a non-negative number"),
 ])
 def test_bad_settings_raise_clear_errors(kwargs, match):

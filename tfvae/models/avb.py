@@ -57,8 +57,8 @@ def _is_implicit(posterior):
 class AVB(VAE):
     """A VAE whose posterior is a sampler, trained with a discriminator T(x, z).
 
-    Takes every `tfvae.VAE` argument except `terms` and `kl` (the objective is fixed:
-    reconstruction + beta * adversarial KL), plus:
+    Takes every `tfvae.VAE` argument except `terms`, `kl` and `objective` (the objective is
+    fixed: reconstruction + beta * adversarial KL), plus:
 
     Args:
         posterior: default "implicit"; a Gaussian head ("diagonal", "full_covariance")
@@ -80,7 +80,11 @@ class AVB(VAE):
     def __init__(self, latent_dim=32, posterior="implicit", noise_dim=None,
                  adaptive_contrast=False, discriminator_steps=1, discriminator_lr=1e-3,
                  discriminator_units=(256, 256), moment_samples=16, proposal_samples=256,
-                 proposal_scale=1.2, beta=1.0, terms=None, kl="auto", name="avb", **kwargs):
+                 proposal_scale=1.2, beta=1.0, terms=None, kl="auto", objective="elbo",
+                 name="avb", **kwargs):
+        if objective != "elbo":
+            raise ValueError(f"AVB trains on its adversarial ELBO; `objective` must be 'elbo'; "
+                             f"got {objective!r}.")
         if terms is not None:
             raise ValueError("AVB builds its objective itself (reconstruction + beta * "
                              f"adversarial KL); `terms` must be None; got {terms!r}.")
@@ -264,7 +268,7 @@ class AVB(VAE):
 
     def get_config(self):
         config = super().get_config()
-        for key in ("terms", "kl"):
+        for key in ("terms", "kl", "objective"):
             config.pop(key, None)
         term = self.avb_term
         config.update({
