@@ -168,7 +168,7 @@ def test_adversarial_kl_tracks_the_analytic_kl_of_a_gaussian_encoder(adaptive_co
 
 # ---------------------------------------------------------------------- the AVB model
 
-def test_each_update_moves_only_its_own_network(synthetic_batch):
+def test_each_update_moves_only_its_own_network(synthetic_batch, tmp_path):
     model = _small_avb(discriminator_steps=2)
     model.compile(optimizer=tfk.optimizers.Adam(1e-3))
     critic = model.discriminator
@@ -198,6 +198,16 @@ def test_each_update_moves_only_its_own_network(synthetic_batch):
         np.testing.assert_array_equal(old, new)
     assert all(np.abs(old - new).max() > 0 for old, new in zip(before_model, snapshot(model_vars)))
     assert int(critic.critic_optimizer.iterations) == 2 and int(model.optimizer.iterations) == 1
+
+    # A checkpoint of the model carries the discriminator and its optimizer's state, so a
+    # resumed run continues both games where they stopped.
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    clone = _small_avb(discriminator_steps=2)
+    tf.train.Checkpoint(model=clone).restore(path)
+    for a, b in zip(critic.variables + critic.critic_optimizer.variables,
+                    clone.discriminator.variables + clone.discriminator.critic_optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert int(clone.discriminator.critic_optimizer.iterations) == 2
 
 
 @pytest.fixture(scope="module")
