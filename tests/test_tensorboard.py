@@ -114,6 +114,19 @@ def test_train_app_serves_its_runs_on_loopback(tmp_path):
             images["served/validation"])
         plugins = _get_json(base + "/data/plugins_listing")
         assert plugins["hparams"]["enabled"] and plugins["histograms"]["enabled"]
+        assert _get_json(base + "/data/plugin/projector/runs") == ["served"]
+        info = _get_json(base + "/data/plugin/projector/info?run=served")
+        assert info["embeddings"][0]["tensorShape"] == [64, 2]  # test latents, with labels
+        assert info["embeddings"][0]["metadataPath"] == "projector/metadata.tsv"
+        request = urllib.request.Request(
+            base + "/data/plugin/hparams/experiment", method="POST",
+            data=json.dumps({"experimentName": ""}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            experiment = json.loads(response.read().decode())
+        hparams = {h["name"]: h for h in experiment["hparamInfos"]}
+        assert hparams["latent_dim"]["domainInterval"]["minValue"] == 2
+        assert hparams["model"]["domainDiscrete"] == ["vae"]
     finally:
         _stop(proc)
     assert proc.returncode == 0  # Ctrl-C after training is the normal way out

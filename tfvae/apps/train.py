@@ -86,7 +86,6 @@ def build_parser(model_cls=None, model_name=None):
 
 def parse(argv):
     """argv -> (TrainConfig, model class, merged namespace). Raises UsageError."""
-
     pre = _cli.ArgumentParser(prog=PROG, add_help=False)
     pre.add_argument("--config")
     pre.add_argument("--model")
@@ -401,9 +400,11 @@ def summary(cfg, result):
         steady = result.epoch_seconds[1:] or result.epoch_seconds
         per_epoch = min(result.data.steps_per_epoch * cfg.batch_size, result.data.num_train)
         n = len(result.epoch_seconds)
+        which = "median epoch after the first" if n > 1 else \
+            "one epoch, including the step's compilation"
         lines.append(f"Training: {n} epoch{'s' if n > 1 else ''} in "
                      f"{result.train_seconds:.1f} s, {per_epoch / float(np.median(steady)):.0f} "
-                     "images/s (median epoch after the first)")
+                     f"images/s ({which})")
     lines += [f"TensorBoard logs: {result.run_dir}  (python -m tfvae.apps.tensorboard "
               f"--logdir {cfg.logdir})",
               f"Checkpoints: {result.manager.directory}"]
