@@ -79,9 +79,10 @@ ISOLATED_LOADER = textwrap.dedent("""
     for k, v in m.signatures["encode"](x=tf.constant(d["x"])).items():
         out["encode_" + k] = v.numpy()
     out["decode_mean"] = m.signatures["decode"](z=tf.constant(d["z"]))["mean"].numpy()
-    out["reconstruction"] = m.signatures["reconstruct"](x=tf.constant(d["x"]))["reconstruction"].numpy()
+    x = tf.constant(d["x"])
+    out["reconstruction"] = m.signatures["reconstruct"](x=x)["reconstruction"].numpy()
     out["sample"] = m.signatures["sample"](n=tf.constant(5))["images"].numpy()
-    out["log_likelihood"] = m.signatures["log_likelihood"](x=tf.constant(d["x"]))["log_likelihood"].numpy()
+    out["log_likelihood"] = m.signatures["log_likelihood"](x=x)["log_likelihood"].numpy()
     np.savez(output, **out)
     print(sorted(m.signatures))
 """)
@@ -124,7 +125,8 @@ def test_export_loads_without_tfvae_and_matches_the_model(trained, tmp_path):
                                rtol=1e-5)
     # z is a draw from q(z|x): whitened by the exported L it is far from the mean only
     # by chance (|eps| < 6 for all 28 standard-normal draws, p > 1 - 1e-7).
-    eps = np.linalg.solve(got["encode_scale_tril"], (got["encode_z"] - got["encode_loc"])[..., None])
+    eps = np.linalg.solve(got["encode_scale_tril"],
+                          (got["encode_z"] - got["encode_loc"])[..., None])
     assert np.all(np.abs(eps) < 6) and np.std(eps) > 0.2
     # The exported estimator is tfvae.evaluation.log_likelihood on one batch, draw for draw:
     # after reseed(s) the export's next seed is the first draw of Philox state (0, 0, s).

@@ -1,4 +1,4 @@
-"""Keras callbacks of the train app: TensorBoard summaries, checkpoints, and the extra-callback hook.
+"""Keras callbacks of the train app: TensorBoard summaries, checkpoints, extra-callback hook.
 
 `EpochScalarsCallback` writes every metric of `fit`'s logs each epoch (`epoch_<metric>` in
 the run's `train` and `validation` TensorBoard runs). What `SummaryCallback` writes each

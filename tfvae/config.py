@@ -189,17 +189,20 @@ class TrainConfig:
         """The settings that define what is trained (everything but outputs and length)."""
         ident = {k: v for k, v in self.to_dict().items() if k not in _NOT_IDENTITY}
         ident["binarize"] = self.resolved_binarize
-        ident["model_kwargs"] = {k: _jsonable(v) for k, v in sorted((model_kwargs or {}).items())}
+        ident["model_kwargs"] = {k: jsonable(v) for k, v in sorted((model_kwargs or {}).items())}
         return ident
 
     def default_run_name(self, model_kwargs=None):
-        """`<model>-<dataset>-<likelihood>-z<D>-<6 hex of the identity>`: same settings, same run."""
+        """`<model>-<dataset>-<likelihood>-z<D>-<6 hex of the identity>`.
+
+        The same settings give the same name, so re-running a command resumes its run.
+        """
         digest = hashlib.sha256(json.dumps(self.identity(model_kwargs), sort_keys=True,
                                            default=str).encode()).hexdigest()[:6]
         return f"{self.model}-{self.dataset}-{self.likelihood}-z{self.latent_dim}-{digest}"
 
     def to_dict(self):
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def keys(cls):
@@ -239,15 +242,16 @@ def _check_int(key, value, minimum=None, maximum=None):
         raise ConfigError(f"`{flag_name(key)}` must be at most {maximum}; got {value!r}.")
 
 
-def _jsonable(value):
+def jsonable(value):
+    """`value` with tuples as lists and unknown objects as their repr: JSON-able."""
     if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return repr(value)
 
 

@@ -63,10 +63,11 @@ def _iwae(model, x, num_samples, chunk_size, seed):
     """One batch of `tfvae.evaluation.log_likelihood`: [B] nats, same draws for the same seed."""
     from tfvae.evaluation import iwae  # noqa: PLC0415  (its helpers are the single source)
     padded = math.ceil(num_samples / chunk_size) * chunk_size
-    eps = iwae._per_example_noise(seed, tf.constant(0, tf.int32), tf.shape(x)[0],  # pylint: disable=protected-access
+    # pylint: disable=protected-access
+    eps = iwae._per_example_noise(seed, tf.constant(0, tf.int32), tf.shape(x)[0],
                                   num_samples, model.latent_dim, x.dtype, padded)
-    return iwae._iwae_batch(model, x, iwae._chunked(eps, chunk_size), seed,  # pylint: disable=protected-access
-                            num_samples, chunk_size)
+    return iwae._iwae_batch(model, x, iwae._chunked(eps, chunk_size), seed, num_samples,
+                            chunk_size)
 
 
 class _Untracked:

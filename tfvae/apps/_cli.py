@@ -101,7 +101,8 @@ def preset_keys(parser):
 
 
 def _is_bool_action(action):
-    return isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,  # pylint: disable=protected-access
+    # pylint: disable=protected-access
+    return isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
                                argparse.BooleanOptionalAction))
 
 

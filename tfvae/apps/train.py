@@ -260,7 +260,7 @@ def train(cfg, model_cls, args, out=print):
     run_dir = os.path.join(cfg.logdir, run_name)
     export_path = os.path.join(cfg.export_dir, run_name)
     resolved = {**cfg.to_dict(), "binarize": data.binarize or "none", "run_name": run_name,
-                "model_kwargs": config_lib._jsonable(model_kwargs)}  # pylint: disable=protected-access
+                "model_kwargs": config_lib.jsonable(model_kwargs)}
     prepare_run_dir(cfg, run_dir, cfg.identity(model_kwargs), out)
 
     model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), jit_compile=cfg.jit)
