@@ -34,6 +34,7 @@ def main(argv=None):
                    help="full-covariance head: multiplier of the off-diagonal outputs")
     p.add_argument("--relative-offdiag", action="store_true",
                    help="full-covariance head: L = diag(sigma) (I + M)")
+    p.add_argument("--offdiag-units", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -50,12 +51,14 @@ def main(argv=None):
         posterior["offdiag_scale"] = args.offdiag_scale
     if args.relative_offdiag:
         posterior["relative"] = True
+    if args.offdiag_units:
+        posterior["offdiag_units"] = args.offdiag_units
     model = tfvae.VAE(latent_dim=32, posterior=posterior, likelihood="bernoulli",
                       hidden_units=(512, 256), seed=args.seed)
     model.compile(optimizer=tfk.optimizers.Adam(1e-3), jit_compile=args.jit,
                   steps_per_execution=args.steps_per_execution)
     timer = common.epoch_timer(tfk.callbacks.Callback)
-    model.fit(train, epochs=args.epochs, verbose=0, callbacks=[timer])
+    history = model.fit(train, epochs=args.epochs, verbose=0, callbacks=[timer]).history
 
     result = model.evaluate(test, verbose=0, return_dict=True)
     x_eval = np.concatenate(list(test.as_numpy_iterator()))[:args.nll_examples]
@@ -83,6 +86,7 @@ def main(argv=None):
     common.report(contender=f"tfvae {name}" + (" +XLA" if args.jit else ""),
                   train_images_per_s=common.steady_images_per_s(timer.times, n_train),
                   epoch_s=[round(t, 2) for t in timer.times],
+                  train_neg_elbo_last_epoch=-history["elbo"][-1],
                   test_neg_elbo=-result["elbo"], test_kl=result["kl"],
                   test_nll=float(-tf.reduce_mean(log_px)),
                   eval_images_per_s=len(x_eval) / eval_s, **fields)

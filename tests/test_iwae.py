@@ -142,3 +142,17 @@ def test_iwae_objective_trains_on_synthetic():
     assert all(-l >= e for l, e in zip(history["loss"], history["elbo"]))
     with pytest.raises(ValueError, match="`objective` must be one of"):
         tfvae.VAE(latent_dim=2, objective="vimco")
+
+
+def test_train_app_selects_the_iwae_objective(tmp_path, capsys):
+    import json
+    from tfvae.apps import train as train_app
+    code = train_app.main(["--dataset", "synthetic", "--limit", "128", "--test-limit", "64",
+                           "--epochs", "1", "--latent-dim", "2", "--hidden-units", "16",
+                           "--objective", "iwae", "--num-samples", "3", "--no-export",
+                           "--no-jit", "--logdir", str(tmp_path), "--run-name", "iw",
+                           "--verbose", "0"])
+    assert code == 0
+    config = json.loads((tmp_path / "iw" / "run.json").read_text())["config"]
+    assert config["objective"] == "iwae" and config["num_samples"] == 3
+    assert train_app.main(["--objective", "vimco", "--dataset", "synthetic"]) == 2

@@ -85,6 +85,9 @@ class TrainConfig:
                               type=int)
     kl: str = _field("auto", "KL estimator: analytic when TFP has it (auto), analytic, or "
                      "Monte Carlo (mc)", choices=("auto", "analytic", "mc"))
+    objective: str = _field("elbo", "training objective: the ELBO, or the importance-weighted "
+                            "bound with k = --num-samples (Burda et al.)",
+                            choices=("elbo", "iwae"))
     # -- optimization
     epochs: int = _field(10, "total epochs (a resumed run trains only the missing ones)",
                          type=int)

@@ -227,6 +227,9 @@ def build_model(cfg, model_cls, args, image_shape):
               "architecture": cfg.architecture, "hidden_units": cfg.hidden_units,
               "beta": cfg.beta, "kl": cfg.kl, "num_samples": cfg.num_samples,
               "seed": cfg.seed}
+    if cfg.objective != "elbo":
+        # Only the VAE family takes `objective`; other models keep their own default.
+        kwargs["objective"] = cfg.objective
     model_kwargs = {}
     if hasattr(model_cls, "kwargs_from_args"):
         with _cli.user_errors():

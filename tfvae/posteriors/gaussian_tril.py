@@ -57,7 +57,7 @@ class FullCovarianceGaussian(Posterior):
     """
 
     def __init__(self, latent_dim, init_scale=1.0, offdiag_scale=0.1, relative=False,
-                 validate_args=False, **kwargs):
+                 offdiag_units=None, validate_args=False, **kwargs):
         super().__init__(latent_dim, validate_args=validate_args, **kwargs)
         if not init_scale > 0:
             raise ValueError(f"`init_scale` must be positive; got {init_scale!r}.")
@@ -66,6 +66,10 @@ class FullCovarianceGaussian(Posterior):
         self.init_scale = float(init_scale)
         self.offdiag_scale = float(offdiag_scale)
         self.relative = bool(relative)
+        if offdiag_units is not None and (not isinstance(offdiag_units, int) or offdiag_units <= 0):
+            raise ValueError(f"`offdiag_units` must be a positive int or None; got "
+                             f"{offdiag_units!r}.")
+        self.offdiag_units = offdiag_units
         d = latent_dim
         self.loc_layer = tfk.layers.Dense(d, name="loc")
         # The diagonal exactly as the diagonal head; the off-diagonal units start at 0.
@@ -74,6 +78,11 @@ class FullCovarianceGaussian(Posterior):
             bias_initializer=tfk.initializers.Constant(softplus_inverse(self.init_scale - DIAG_SHIFT)))
         self.offdiag_layer = tfk.layers.Dense(d * (d - 1) // 2, name="scale_offdiag",
                                               kernel_initializer="zeros")
+        # Optionally the correlations come from a narrow bottleneck of h: far fewer
+        # parameters than 256 x D(D-1)/2 to overfit with.
+        self.offdiag_bottleneck = (tfk.layers.Dense(offdiag_units, activation="tanh",
+                                                    name="scale_offdiag_bottleneck")
+                                   if offdiag_units else None)
         self._index = tf.constant(_strictly_lower_index(d))
         self._eye = tf.eye(d)
 
@@ -84,6 +93,8 @@ class FullCovarianceGaussian(Posterior):
     def scale_tril(self, h):
         """L(x), [B, D, D]: lower triangular with a positive diagonal."""
         d = self.latent_dim
+        if self.offdiag_bottleneck is not None:
+            h = self.offdiag_bottleneck(h)
         offdiag = self.offdiag_scale * self.offdiag_layer(h)                   # [B, D(D-1)/2]
         padded = tf.pad(offdiag, [[0, 0], [1, 0]])                             # 0 at index 0
         lower = tf.reshape(tf.gather(padded, self._index, axis=-1), [-1, d, d])
@@ -99,4 +110,5 @@ class FullCovarianceGaussian(Posterior):
 
     def get_config(self):
         return {**super().get_config(), "init_scale": self.init_scale,
-                "offdiag_scale": self.offdiag_scale, "relative": self.relative}
+                "offdiag_scale": self.offdiag_scale, "relative": self.relative,
+                "offdiag_units": self.offdiag_units}
