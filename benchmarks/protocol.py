@@ -32,9 +32,6 @@ def main(argv=None):
                    help="also time the straightforward loop over samples on this model")
     p.add_argument("--offdiag-scale", type=float, default=None,
                    help="full-covariance head: multiplier of the off-diagonal outputs")
-    p.add_argument("--relative-offdiag", action="store_true",
-                   help="full-covariance head: L = diag(sigma) (I + M)")
-    p.add_argument("--offdiag-units", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -49,10 +46,6 @@ def main(argv=None):
     posterior = {"name": args.posterior}
     if args.offdiag_scale is not None:
         posterior["offdiag_scale"] = args.offdiag_scale
-    if args.relative_offdiag:
-        posterior["relative"] = True
-    if args.offdiag_units:
-        posterior["offdiag_units"] = args.offdiag_units
     model = tfvae.VAE(latent_dim=32, posterior=posterior, likelihood="bernoulli",
                       hidden_units=(512, 256), seed=args.seed)
     model.compile(optimizer=tfk.optimizers.Adam(1e-3), jit_compile=args.jit,
