@@ -309,8 +309,34 @@ def pairwise_log_qz(q_z, z):
     if isinstance(q_z, tfd.MultivariateNormalDiag):
         # Independent coordinates: the joint is the sum of the marginals (half the work).
         return tf.reduce_sum(marginal, -1), marginal
+    if isinstance(q_z, tfd.MultivariateNormalLinearOperator):
+        return _pairwise_mvn_log_prob(q_z, z), marginal
     joint = q_z.log_prob(z[:, :, None, :])                                  # [S, M, M]
     return joint, marginal
+
+
+def _pairwise_mvn_log_prob(q_z, z):
+    """log N(z_si; mu_j, L_j L_j^T) for all (s, i, j): [S, M_i, M_j], nats.
+
+    Equal to `q_z.log_prob(z[:, :, None, :])`, but that call broadcasts the M scale
+    matrices to [S, M, M, D, D] before solving (67 MB and ~1 s per step for M = 128,
+    D = 32 here). Solving L_j X = [z - mu_j for every sample] as one triangular system
+    with S*M right-hand sides per j needs no copies of L:
+
+    ```none
+    log q(z|x_j) = -|L_j^-1 (z - mu_j)|^2 / 2 - log|det L_j| - D log(2 pi) / 2
+    ```
+    """
+    s, m, d = tf.unstack(tf.shape(z))
+    loc = q_z.mean()                                                       # [M, D]
+    flat = tf.reshape(z, [-1, z.shape[-1]])                                # [S*M, D]
+    diff = tf.transpose(flat[None] - loc[:, None, :], [0, 2, 1])            # [M_j, D, S*M]
+    white = q_z.scale.solve(diff)                                          # [M_j, D, S*M]
+    maha = tf.reduce_sum(tf.square(white), axis=-2)                        # [M_j, S*M]
+    log_norm = q_z.scale.log_abs_determinant() \
+        + 0.5 * tf.cast(d, z.dtype) * np.log(2.0 * np.pi).astype(np.float32)  # [M_j]
+    log_q = -0.5 * maha - log_norm[:, None]                                # [M_j, S*M]
+    return tf.transpose(tf.reshape(log_q, [m, s, m]), [1, 2, 0])           # [S, M_i, M_j]
 
 
 def minibatch_log_qz(q_z, z, dataset_size, estimator="mss"):
