@@ -62,6 +62,21 @@ def straightforward_iwae(tf, log_weight_fn, x, num_samples, batch_size=100):
     return np.concatenate([o.numpy() for o in out])
 
 
+def score_baseline(tf, contender, one_sample_log_w, x_train, x_test, timer, args):
+    """Test -ELBO (one sample, whole test set), NLL by the straightforward loop, report."""
+    elbo = straightforward_iwae(tf, one_sample_log_w, x_test, 1, batch_size=1000)
+    x_eval = x_test[:args.nll_examples]
+    t0 = time.perf_counter()
+    log_px = straightforward_iwae(tf, one_sample_log_w, x_eval, args.nll_samples)
+    eval_s = time.perf_counter() - t0
+    report(contender=contender,
+           train_images_per_s=steady_images_per_s(timer.times, len(x_train)),
+           epoch_s=[round(t, 2) for t in timer.times],
+           test_neg_elbo=float(-elbo.mean()), test_nll=float(-log_px.mean()),
+           eval_images_per_s=len(x_eval) / eval_s,
+           eval_method="straightforward loop over samples")
+
+
 def report(**fields):
     fields["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(RESULT_PREFIX + json.dumps(fields), flush=True)

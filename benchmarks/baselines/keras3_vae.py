@@ -12,7 +12,6 @@ benchmark protocol; Keras 3 compiles the step with XLA by default (jit_compile="
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 os.environ.pop("TF_USE_LEGACY_KERAS", None)
@@ -122,17 +121,7 @@ def main(argv=None):
             return log_px + log_pz - log_qz
         return draw
 
-    elbo = common.straightforward_iwae(tf, one_sample_log_w, x_test, 1, batch_size=1000)
-    x_eval = x_test[:args.nll_examples]
-    t0 = time.perf_counter()
-    log_px = common.straightforward_iwae(tf, one_sample_log_w, x_eval, args.nll_samples)
-    eval_s = time.perf_counter() - t0
-    common.report(contender="keras.io VAE example (Keras 3, diagonal, XLA auto)",
-                  train_images_per_s=common.steady_images_per_s(timer.times, len(x_train)),
-                  epoch_s=[round(t, 2) for t in timer.times],
-                  test_neg_elbo=float(-elbo.mean()), test_nll=float(-log_px.mean()),
-                  eval_images_per_s=len(x_eval) / eval_s,
-                  eval_method="straightforward loop over samples")
+    common.score_baseline(tf, "keras.io VAE example (Keras 3, diagonal, XLA auto)", one_sample_log_w, x_train, x_test, timer, args)
     return 0
 
 

@@ -73,18 +73,7 @@ def main(argv=None):
             return decoder(z).log_prob(xb) + prior.log_prob(z) - q.log_prob(z)
         return draw
 
-    elbo = common.straightforward_iwae(tf, one_sample_log_w, x_test, 1, batch_size=1000)
-    x_eval = x_test[:args.nll_examples]
-    import time
-    t0 = time.perf_counter()
-    log_px = common.straightforward_iwae(tf, one_sample_log_w, x_eval, args.nll_samples)
-    eval_s = time.perf_counter() - t0
-    common.report(contender="TFP layers tutorial (tf_keras, 2xKL bug kept)",
-                  train_images_per_s=common.steady_images_per_s(timer.times, len(x_train)),
-                  epoch_s=[round(t, 2) for t in timer.times],
-                  test_neg_elbo=float(-elbo.mean()), test_nll=float(-log_px.mean()),
-                  eval_images_per_s=len(x_eval) / eval_s,
-                  eval_method="straightforward loop over samples")
+    common.score_baseline(tf, "TFP layers tutorial (tf_keras, 2xKL bug kept)", one_sample_log_w, x_train, x_test, timer, args)
     return 0
 
 
