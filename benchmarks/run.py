@@ -125,6 +125,8 @@ def main(argv=None):
                 argv.append("--compare-eval")
             print(f"running {name} ...", file=sys.stderr, flush=True)
             results[name] = _run(name, argv, args.timeout)
+            # Each result as soon as it exists: a long run that is cut short keeps them.
+            print(json.dumps({name: results[name]}), file=sys.stderr, flush=True)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}; dataset {args.dataset}, "
                f"{args.epochs} epochs")
