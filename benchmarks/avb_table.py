@@ -16,7 +16,7 @@ ELBO      test ELBO (VAE: exact in expectation; AVB: the critic's estimate, no b
 KL        test KL (VAE: analytic; AVB: the critic's estimate)
 acc q/p   the discriminator's accuracy on q(z|x) samples / on p(z) (AC: N(0, I)) samples,
           last training epoch (mean over its steps) and on the test split (fresh samples)
-sweep     AVB's NLL at proposal_scale 1.0, 1.2, 1.5 on the first `--sweep-examples` images
+sweep     AVB's NLL at proposal_scale 1.0, 1.2, 1.5, 2.0 on the first `--sweep-examples` images
 ```
 Results are appended to `--out`/results.jsonl as each model finishes and the table is
 printed at the end. The machine may be shared: images/s are indicative only.
@@ -38,7 +38,7 @@ from tfvae._tf import tf, tfk  # noqa: E402
 from tfvae.apps import train as train_app  # noqa: E402
 
 MODELS = ("avb", "avb_ac", "vae")
-SWEEP_SCALES = (1.0, 1.2, 1.5)
+SWEEP_SCALES = (1.0, 1.2, 1.5, 2.0)
 
 
 class EpochTimer(tfk.callbacks.Callback):

@@ -224,7 +224,7 @@ def trained_toy():
 def test_importance_sampled_log_likelihood_is_honest(trained_toy):
     """The decoder is linear with fixed sigma, so the *trained* model's log p(x) is exact:
     x ~ N(b', W' W'^T + s^2 I). With k = 1000 draws of the fitted proposal the estimate must
-    be within 0.05 nats of it on average (measured -0.015) and never above it by more than
+    be within 0.05 nats of it on average and never above it by more than
     4 Monte-Carlo standard errors (delta method, sd(w) / (sqrt(k) mean(w)), from an
     independent set of weights); the per-example mean being low is Jensen's bias."""
     model = trained_toy
@@ -253,7 +253,7 @@ def test_proposal_is_the_widened_moment_matched_gaussian_of_q(trained_toy):
     zc = z - tf.reduce_mean(z, 0)
     cov = np.einsum("mbi,mbj->bij", zc, zc) / (model.proposal_samples - 1) + 1e-6 * np.eye(3)
     np.testing.assert_allclose(r.mean().numpy(), np.mean(z, 0), atol=1e-5)
-    np.testing.assert_allclose(r.covariance().numpy(), 1.2**2 * cov, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(r.covariance().numpy(), 1.5**2 * cov, rtol=1e-3, atol=1e-6)
     # A deterministic function of x: the same for every call and every batch split.
     # (up to float32 round-off of differently shaped matmuls).
     np.testing.assert_allclose(model.proposal(x[:2]).mean().numpy(), r.mean().numpy()[:2],
