@@ -6,6 +6,7 @@ serves until Ctrl-C. The train app's `--tensorboard` flag calls `launch` from he
 """
 
 import os
+import signal
 import socket
 import sys
 import time
@@ -46,6 +47,10 @@ def launch(logdir, host="127.0.0.1", port=None, reload_interval=RELOAD_INTERVAL)
 
 def serve_forever():
     """Blocks until Ctrl-C (the server threads are daemons and end with the process)."""
+    # A process started in the background by a shell inherits SIGINT as *ignored*, and
+    # Python then never raises KeyboardInterrupt: restore the default so Ctrl-C (or a
+    # supervisor's SIGINT) always stops the server.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while True:
             time.sleep(3600)
