@@ -33,6 +33,7 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 
+from benchmarks import common  # noqa: E402
 import tfvae  # noqa: E402
 from tfvae._tf import tf, tfk  # noqa: E402
 from tfvae.apps import train as train_app  # noqa: E402
@@ -41,16 +42,6 @@ MODELS = ("avb", "avb_ac", "vae")
 SWEEP_SCALES = (1.0, 1.2, 1.5, 2.0)
 
 
-class EpochTimer(tfk.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._t0)
 
 
 def build(name, epochs):
@@ -71,7 +62,7 @@ def nll(model, x, k, seed=0):
 def measure(name, args, train_ds, test_ds, x_nll):
     cfg, model, model_kwargs = build(name, args.epochs)
     model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), jit_compile=cfg.jit)
-    timer = EpochTimer()
+    timer = common.epoch_timer(tfk.callbacks.Callback)
     history = model.fit(train_ds, epochs=cfg.epochs, verbose=2, callbacks=[timer]).history
     n_train = sum(int(b.shape[0]) for b in train_ds)
     test = {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True,

@@ -34,6 +34,7 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 
+from benchmarks import common  # noqa: E402
 import tfvae  # noqa: E402
 from tfvae._tf import tf, tfk  # noqa: E402
 from tfvae.apps import train as train_app  # noqa: E402
@@ -42,16 +43,6 @@ from tfvae.evaluation import elbo_decomposition  # noqa: E402
 MODELS = ("vae", "beta_vae", "capacity", "beta_tcvae", "info_vae", "factor_vae", "ae")
 
 
-class EpochTimer(tfk.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._t0)
 
 
 def build(name, epochs, n_train):
@@ -67,7 +58,7 @@ def build(name, epochs, n_train):
 def measure(name, args, train_ds, test_images, n_train):
     cfg, model, model_kwargs = build(name, args.epochs, n_train)
     model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), jit_compile=cfg.jit)
-    timer = EpochTimer()
+    timer = common.epoch_timer(tfk.callbacks.Callback)
     model.fit(train_ds, epochs=cfg.epochs, verbose=2, callbacks=[timer])
     test = tf.data.Dataset.from_tensor_slices(test_images).batch(500)
     metrics = {k: float(v) for k, v in model.evaluate(test, return_dict=True,
