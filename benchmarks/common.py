@@ -4,6 +4,7 @@ IWAE loop, and the one-line JSON result every contender prints.
 Kept free of tfvae and of any Keras import, so the Keras 3 baseline can use it.
 """
 
+import argparse
 import json
 import resource
 import time
@@ -11,6 +12,17 @@ import time
 import numpy as np
 
 RESULT_PREFIX = "BENCHMARK_RESULT "
+
+
+def baseline_args(argv=None):
+    """The command line every baseline takes (run.py passes the same flags to each)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", required=True, help="the .npz that run.py writes")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--nll-samples", type=int, default=1000)
+    p.add_argument("--nll-examples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
 
 
 def load_npz(path):

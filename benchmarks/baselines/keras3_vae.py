@@ -9,7 +9,6 @@ benchmark protocol; Keras 3 compiles the step with XLA by default (jit_compile="
     python benchmarks/baselines/keras3_vae.py --data data.npz --epochs 10
 """
 
-import argparse
 import os
 import sys
 
@@ -21,13 +20,7 @@ from benchmarks import common  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser()
-    p.add_argument("--data", required=True)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--nll-samples", type=int, default=1000)
-    p.add_argument("--nll-examples", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    args = common.baseline_args(argv)
 
     import numpy as np
     import tensorflow as tf

@@ -11,7 +11,6 @@ reconstruction + 2 KL. The test NLL is measured the same way for every contender
     python benchmarks/baselines/tfp_layers.py --data data.npz --epochs 10
 """
 
-import argparse
 import os
 import sys
 
@@ -22,13 +21,7 @@ from benchmarks import common  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser()
-    p.add_argument("--data", required=True)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--nll-samples", type=int, default=1000)
-    p.add_argument("--nll-examples", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    args = common.baseline_args(argv)
 
     import tensorflow as tf
     import tensorflow_probability as tfp
