@@ -101,6 +101,32 @@ def test_shuffle_is_seeded():
     assert not np.array_equal(first, other)
 
 
+def test_each_epoch_is_a_fresh_permutation_with_labels_aligned(idx_dir):
+    raw = data.read_idx(idx_dir / "train-images-idx3-ubyte.gz")
+    raw_labels = data.read_idx(idx_dir / "train-labels-idx1-ubyte.gz")
+    ds = data.load("fashion_mnist", "train", 16, with_labels=True, seed=5)
+    assert int(ds.cardinality()) == 4  # known, so Keras can run several steps per call
+
+    def epoch_order(dataset):
+        xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+        x, y = np.concatenate(xs)[..., 0], np.concatenate(ys)
+        # Find every image in the raw set: a permutation, and each label travels with it.
+        index = [int(np.flatnonzero((raw == np.round(img * 255)).all((1, 2)))[0]) for img in x]
+        np.testing.assert_array_equal(y, raw_labels[index])
+        return index
+    first, second = epoch_order(ds), epoch_order(ds)
+    assert sorted(first) == sorted(second) == list(range(50))
+    assert first != second  # reshuffled every epoch
+    assert epoch_order(data.load("fashion_mnist", "train", 16, with_labels=True,
+                                 seed=5)) == first  # repeatable for a seed
+
+
+def test_drop_remainder_gives_static_batches(idx_dir):
+    ds = data.load("fashion_mnist", "train", 16, drop_remainder=True)
+    assert ds.element_spec.shape.as_list() == [16, 28, 28, 1]
+    assert [int(x.shape[0]) for x in ds] == [16, 16, 16]
+
+
 def test_missing_dataset_lists_all_three_ways(tmp_path, monkeypatch):
     monkeypatch.setenv("TFVAE_DATA_DIR", str(tmp_path))
     monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(tmp_path / "nowhere")])

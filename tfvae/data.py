@@ -214,7 +214,7 @@ def load_arrays(name, split, data_dir=None, download=False, image_shape=(28, 28,
 def load(name="fashion_mnist", split="train", batch_size=128, binarize=None,
          with_labels=False, shuffle=None, seed=0, data_dir=None, download=False,
          drop_remainder=False, limit=None, image_shape=(28, 28, 1)):
-    """A cached, shuffled, batched, prefetched tf.data.Dataset of images in [0, 1].
+    """A shuffled, batched, prefetched tf.data.Dataset of images in [0, 1], held in memory.
 
     Args:
         name: "fashion_mnist", "mnist" or "synthetic". Default value: "fashion_mnist".
@@ -246,24 +246,63 @@ def load(name="fashion_mnist", split="train", batch_size=128, binarize=None,
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     shuffle = (split == "train") if shuffle is None else shuffle
+    num = len(images)
+    num_batches = num // batch_size if drop_remainder else -(-num // batch_size)
+    tensors = (tf.constant(images), tf.constant(labels))
 
-    ds = tf.data.Dataset.from_tensor_slices((images, labels)).cache()
-    if shuffle:
-        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    # Converting whole batches (not single images) keeps the per-element map overhead off
-    # the training loop.
-    if binarize == "dynamic":
-        # One random key per batch, new every epoch, repeatable for a seed.
-        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, keys)).map(_dynamic_binarizer(seed),
-                                                 num_parallel_calls=tf.data.AUTOTUNE)
+    def epoch(key):
+        order = (tf.random.experimental.stateless_shuffle(
+            tf.range(num, dtype=tf.int64), seed=tf.stack([key, tf.constant(seed, tf.int64)]))
+            if shuffle else tf.range(num, dtype=tf.int64))
+
+        def convert(index, batch):
+            x, y = batch
+            if binarize == "dynamic":
+                # One key per (epoch, batch): a fresh draw every epoch, repeatable for a seed.
+                u = tf.random.stateless_uniform(tf.shape(x), seed=tf.stack([key, index]))
+                x = tf.cast(u < _to_float(x, None), tf.float32)
+            else:
+                x = _to_float(x, binarize)
+            return (x, y) if with_labels else x
+        return ordered_batches(tensors, order, num, batch_size, drop_remainder).map(
+            convert, num_parallel_calls=tf.data.AUTOTUNE)
+
+    if shuffle or binarize == "dynamic":
+        # A new key each time the dataset is iterated (each `fit` epoch), drawn from `seed`.
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        ds = keys.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(num_batches))
     else:
-        ds = ds.map(lambda x, y: (_to_float(x, binarize), y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    if not with_labels:
-        ds = ds.map(lambda x, y: x)
+        ds = epoch(tf.constant(0, tf.int64))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def ordered_batches(tensors, order, num, batch_size, drop_remainder=False):
+    """Batches of in-memory tensors in a given order, one gather per batch.
+
+    The per-element path (`from_tensor_slices` -> `shuffle` -> `batch`) handles every image
+    on its own; on a 2-core machine that costs a sizeable share of the CPU the training
+    step needs (see benchmarks/profile_step.py). Here an epoch is `num_batches` gathers.
+
+    Args:
+        tensors: a nest of tensors with a leading axis of `num` examples.
+        order: int64 [num], the example order (a permutation, or a range).
+        num: the number of examples, a Python int.
+        batch_size: examples per batch.
+        drop_remainder: drop the last partial batch (so every batch has a static size).
+
+    Returns:
+        tf.data.Dataset of (batch index int64 [], the nest gathered to [batch, ...]).
+    """
+    num_batches = num // batch_size if drop_remainder else -(-num // batch_size)
+
+    def gather(i):
+        index = order[i * batch_size:tf.minimum((i + 1) * batch_size, num)]
+        batch = tf.nest.map_structure(lambda t: tf.gather(t, index), tensors)
+        if drop_remainder:
+            batch = tf.nest.map_structure(
+                lambda t: tf.ensure_shape(t, [batch_size, *t.shape[1:]]), batch)
+        return i, batch
+    return tf.data.Dataset.range(num_batches).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _to_float(images, binarize):
@@ -271,11 +310,3 @@ def _to_float(images, binarize):
     if binarize == "static":
         x = tf.cast(x > 0.5, tf.float32)
     return x
-
-
-def _dynamic_binarizer(seed):
-    def fn(batch, key):
-        x, y = batch
-        u = tf.random.stateless_uniform(tf.shape(x), seed=tf.stack([key, seed]))
-        return tf.cast(u < _to_float(x, None), tf.float32), y
-    return fn
