@@ -168,13 +168,12 @@ class Data:
         # A stateless permutation: epoch e's order is a pure function of (seed, e).
         order = tf.argsort(tf.random.stateless_uniform(
             [self.num_train], seed=tf.stack([tf.constant(cfg.seed, tf.int64), epoch])))
-        ds = tf.data.Dataset.from_tensor_slices(order).batch(cfg.batch_size) \
-            .take(self.steps_per_epoch).enumerate().skip(skip)
-        images = self._train
+        ds = tfvae.data.ordered_batches(self._train, order, self.num_train, cfg.batch_size) \
+            .take(self.steps_per_epoch).skip(skip)
         binarize, seed = self.binarize, cfg.seed
 
-        def convert(index, batch_order):
-            x = tf.cast(tf.gather(images, batch_order), tf.float32) / 255.0
+        def convert(index, images):
+            x = tf.cast(images, tf.float32) / 255.0
             if binarize == "static":
                 return tf.cast(x > 0.5, tf.float32)
             if binarize == "dynamic":
@@ -266,7 +265,8 @@ def train(cfg, model_cls, args, out=print):
                 "model_kwargs": config_lib.jsonable(model_kwargs)}
     prepare_run_dir(cfg, run_dir, cfg.identity(model_kwargs), out)
 
-    model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), jit_compile=cfg.jit)
+    model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), jit_compile=cfg.jit,
+                  steps_per_execution=cfg.steps_per_execution)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var,
