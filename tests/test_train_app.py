@@ -28,7 +28,9 @@ from tfvae.registry import MODELS
 # this stack ("Reading input as constant from a dynamic tensor"), so tests avoid 3 anyway.
 TINY = ["--dataset", "synthetic", "--latent-dim", "4", "--hidden-units", "32",
         "--batch-size", "64", "--steps-per-epoch", "6", "--test-limit", "128",
-        "--export-iwae-samples", "20", "--no-jit", "--verbose", "0"]
+        "--export-iwae-samples", "20", "--no-jit", "--verbose", "0",
+        # One step per call, so step-level hooks (the interrupt below) see every step.
+        "--steps-per-execution", "1"]
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2",
        "PYTHONUNBUFFERED": "1"}
 
@@ -309,6 +311,24 @@ def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path, interrup
                            lines)
     assert fresh.iterations == 6 and any(l.startswith("--fresh: deleted") for l in lines)
     assert any(l.startswith("Starting run") for l in lines)
+
+
+def test_steps_per_execution_changes_no_weight_and_still_checkpoints(tmp_path):
+    argv = TINY + ["--epochs", "2", "--keep-checkpoints", "10", "--no-export"]
+    one = run_in_process(argv + dirs(tmp_path, "one"))
+    # 4 steps per call: calls end at steps 4, 6 (the epoch's end), 10 and 12; every-3
+    # checkpoints are due at 3 and 9, so they are written at the first call end after.
+    four = run_in_process(argv + ["--steps-per-execution", "4", "--checkpoint-every-steps",
+                                  "3"] + dirs(tmp_path, "four"))
+    assert one.iterations == four.iterations == 12
+    for a, b in zip(one.model.weights, four.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.name)
+    state = tf.train.get_checkpoint_state(str(tmp_path / "runs" / "four" / "checkpoints"))
+    saved = [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
+    assert saved == [4, 6, 10, 12]
+    reader = tf.train.load_checkpoint(str(tmp_path / "runs" / "four" / "checkpoints" / "ckpt-10"))
+    assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 1
+    assert reader.get_tensor("step_in_epoch/.ATTRIBUTES/VARIABLE_VALUE") == 4
 
 
 def _read_lines(proc, until, timeout):

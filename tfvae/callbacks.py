@@ -376,11 +376,15 @@ class CheckpointCallback(tfk.callbacks.Callback):
         self.steps_per_epoch = steps_per_epoch
         self.first_step = 0  # steps of the current epoch trained before this fit() began
         self._epoch = 0
+        self._last_step = 0
         self._supports_tf_logs = True  # never needs the logs as NumPy
 
     def _implements_train_batch_hooks(self):
         # Keras syncs every step for batch hooks; only ask for them when they do something.
         return bool(self.every_steps)
+
+    def on_train_begin(self, logs=None):
+        self._last_step = int(self.model.optimizer.iterations.numpy())
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -390,8 +394,12 @@ class CheckpointCallback(tfk.callbacks.Callback):
             return
         step = int(self.model.optimizer.iterations.numpy())
         in_epoch = self.first_step + batch + 1
+        # With steps_per_execution > 1 this runs every few steps, so save when a multiple
+        # of every_steps was passed since the last call, not only when one is hit.
+        passed = step // self.every_steps > self._last_step // self.every_steps
+        self._last_step = step
         # An epoch's last step is saved by on_epoch_end, with the epoch counter advanced.
-        if step % self.every_steps == 0 and in_epoch < self.steps_per_epoch:
+        if passed and in_epoch < self.steps_per_epoch:
             self.save(self._epoch, in_epoch, step)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -26,7 +26,7 @@ import tomllib
 #: where each default came from is part of the help text; flags and preset keys derive
 #: from the field names (`latent_dim` -> `--latent-dim`, key `latent_dim`).
 _NOT_IDENTITY = ("epochs", "run_name", "logdir", "export_dir", "tensorboard", "tensorboard_port",
-                 "fresh", "verbose", "jit", "checkpoint_every_steps", "keep_checkpoints", "export",
+                 "fresh", "verbose", "jit", "steps_per_execution", "checkpoint_every_steps", "keep_checkpoints", "export",
                  "export_iwae_samples", "test_limit", "dry_run")
 
 BINARIZE = ("static", "dynamic", "none")
@@ -100,6 +100,11 @@ class TrainConfig:
                        type=int)
     # XLA bought ~1.4x on this stack (DESIGN.md); --no-jit for models XLA cannot compile.
     jit: bool = _field(True, "XLA-compile the train step", action="BooleanOptionalAction")
+    # Keras returns to Python after every step unless told otherwise; on 2 cores that
+    # round trip cost ~30% of the FMNIST step (benchmarks/profile_step.py).
+    steps_per_execution: int = _field(
+        16, "train steps per call into the compiled step loop (fewer Python round trips; "
+        "step-level callbacks then run every N steps)", type=int)
     # -- outputs
     run_name: str | None = _field(
         None, "run directory name under --logdir and --export-dir (default: derived from "
@@ -153,7 +158,7 @@ class TrainConfig:
             ConfigError: naming the flag, the constraint and the value received.
         """
         for key in ("latent_dim", "epochs", "batch_size", "num_samples", "keep_checkpoints",
-                    "export_iwae_samples"):
+                    "export_iwae_samples", "steps_per_execution"):
             _check_int(key, getattr(self, key), minimum=1)
         for key in ("limit", "test_limit", "steps_per_epoch", "checkpoint_every_steps"):
             if getattr(self, key) is not None:
