@@ -81,9 +81,10 @@ def table(results, machine):
     for r in loops:
         notes.append(f"IWAE evaluation, {r['contender']}: chunked estimator "
                      f"{r['eval_images_per_s']:.1f} img/s vs straightforward loop over samples "
-                     f"{r['loop_eval_images_per_s']:.1f} img/s "
-                     f"({r['eval_images_per_s'] / r['loop_eval_images_per_s']:.1f}x; NLL "
-                     f"{r['test_nll']:.2f} vs {r['loop_test_nll']:.2f}).")
+                     f"{r['loop_eval_images_per_s']:.2f} img/s "
+                     f"({r['eval_images_per_s'] / r['loop_eval_images_per_s']:.0f}x; NLL on the "
+                     f"first {r['loop_examples']} test images {r['chunked_test_nll_same_examples']:.2f}"
+                     f" vs {r['loop_test_nll']:.2f}).")
     return "\n".join(rows) + "\n\n" + "\n".join(notes)
 
 
