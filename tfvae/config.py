@@ -101,7 +101,7 @@ class TrainConfig:
     # XLA bought ~1.4x on this stack (DESIGN.md); --no-jit for models XLA cannot compile.
     jit: bool = _field(True, "XLA-compile the train step", action="BooleanOptionalAction")
     # Keras returns to Python after every step unless told otherwise; on 2 cores that
-    # round trip cost ~30% of the FMNIST step (benchmarks/profile_step.py).
+    # round trip cost 4-40% of the FMNIST step (benchmarks/profile_step.py, noisy).
     steps_per_execution: int = _field(
         16, "train steps per call into the compiled step loop (fewer Python round trips; "
         "step-level callbacks then run every N steps)", type=int)
