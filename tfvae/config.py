@@ -26,8 +26,8 @@ import tomllib
 #: where each default came from is part of the help text; flags and preset keys derive
 #: from the field names (`latent_dim` -> `--latent-dim`, key `latent_dim`).
 _NOT_IDENTITY = ("epochs", "run_name", "logdir", "export_dir", "tensorboard", "tensorboard_port",
-                 "fresh", "verbose", "jit", "steps_per_execution", "checkpoint_every_steps", "keep_checkpoints", "export",
-                 "export_iwae_samples", "test_limit", "dry_run")
+                 "fresh", "verbose", "jit", "steps_per_execution", "checkpoint_every_steps",
+                 "keep_checkpoints", "export", "export_iwae_samples", "test_limit", "dry_run")
 
 BINARIZE = ("static", "dynamic", "none")
 NORMAL_SCALES = ("fixed", "per_pixel", "heteroscedastic")

@@ -247,7 +247,6 @@ def load(name="fashion_mnist", split="train", batch_size=128, binarize=None,
         images, labels = images[:limit], labels[:limit]
     shuffle = (split == "train") if shuffle is None else shuffle
     num = len(images)
-    num_batches = num // batch_size if drop_remainder else -(-num // batch_size)
     tensors = (tf.constant(images), tf.constant(labels))
 
     def epoch(key):
@@ -257,12 +256,8 @@ def load(name="fashion_mnist", split="train", batch_size=128, binarize=None,
 
         def convert(index, batch):
             x, y = batch
-            if binarize == "dynamic":
-                # One key per (epoch, batch): a fresh draw every epoch, repeatable for a seed.
-                u = tf.random.stateless_uniform(tf.shape(x), seed=tf.stack([key, index]))
-                x = tf.cast(u < _to_float(x, None), tf.float32)
-            else:
-                x = _to_float(x, binarize)
+            # One key per (epoch, batch): a fresh draw every epoch, repeatable for a seed.
+            x = to_float(x, binarize, key=tf.stack([key, index]))
             return (x, y) if with_labels else x
         return ordered_batches(tensors, order, num, batch_size, drop_remainder).map(
             convert, num_parallel_calls=tf.data.AUTOTUNE)
@@ -270,7 +265,8 @@ def load(name="fashion_mnist", split="train", batch_size=128, binarize=None,
     if shuffle or binarize == "dynamic":
         # A new key each time the dataset is iterated (each `fit` epoch), drawn from `seed`.
         keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-        ds = keys.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(num_batches))
+        ds = keys.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(
+            _num_batches(num, batch_size, drop_remainder)))
     else:
         ds = epoch(tf.constant(0, tf.int64))
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -293,8 +289,6 @@ def ordered_batches(tensors, order, num, batch_size, drop_remainder=False):
     Returns:
         tf.data.Dataset of (batch index int64 [], the nest gathered to [batch, ...]).
     """
-    num_batches = num // batch_size if drop_remainder else -(-num // batch_size)
-
     def gather(i):
         index = order[i * batch_size:tf.minimum((i + 1) * batch_size, num)]
         batch = tf.nest.map_structure(lambda t: tf.gather(t, index), tensors)
@@ -302,11 +296,26 @@ def ordered_batches(tensors, order, num, batch_size, drop_remainder=False):
             batch = tf.nest.map_structure(
                 lambda t: tf.ensure_shape(t, [batch_size, *t.shape[1:]]), batch)
         return i, batch
-    return tf.data.Dataset.range(num_batches).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    return tf.data.Dataset.range(_num_batches(num, batch_size, drop_remainder)).map(
+        gather, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _to_float(images, binarize):
+def _num_batches(num, batch_size, drop_remainder):
+    return num // batch_size if drop_remainder else -(-num // batch_size)
+
+
+def to_float(images, binarize, key=None):
+    """uint8 images -> float32 in [0, 1]: grey levels / 255, or binarized.
+
+    Args:
+        images: uint8 [..., H, W, C].
+        binarize: None or "none" (grey levels), "static" (threshold at 0.5) or "dynamic"
+            (a Bernoulli draw with the grey level as its probability).
+        key: stateless seed [2] of the dynamic draw.
+    """
     x = tf.cast(images, tf.float32) / 255.0
     if binarize == "static":
-        x = tf.cast(x > 0.5, tf.float32)
+        return tf.cast(x > 0.5, tf.float32)
+    if binarize == "dynamic":
+        return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=key) < x, tf.float32)
     return x

@@ -173,14 +173,8 @@ class Data:
         binarize, seed = self.binarize, cfg.seed
 
         def convert(index, images):
-            x = tf.cast(images, tf.float32) / 255.0
-            if binarize == "static":
-                return tf.cast(x > 0.5, tf.float32)
-            if binarize == "dynamic":
-                key = tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_000 + index])
-                return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=key) < x,
-                               tf.float32)
-            return x
+            key = tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_000 + index])
+            return tfvae.data.to_float(images, binarize, key=key)
         return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 
     def stream(self, first_epoch, last_epoch):
