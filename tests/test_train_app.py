@@ -489,6 +489,8 @@ def _bad_inputs(tmp_path, trained):
         (["--epochs", "-3"], "`--epochs` must be a positive int; got -3."),
         (["--epochs", "ten"], "argument --epochs: invalid int value: 'ten'"),
         (["--batch-size", "0"], "`--batch-size` must be a positive int; got 0."),
+        (["--steps-per-execution", "0"],
+         "`--steps-per-execution` must be a positive int; got 0."),
         (["--learning-rate", "0"], "`--learning-rate` must be positive"),
         (["--posterior", "ful"], "Unknown posterior 'ful'"),
         (["--config", str(tmp_path / "missing.toml")], "not found"),
