@@ -114,7 +114,10 @@ def test_train_app_serves_its_runs_on_loopback(tmp_path):
             images["served/validation"])
         plugins = _get_json(base + "/data/plugins_listing")
         assert plugins["hparams"]["enabled"] and plugins["histograms"]["enabled"]
-        assert _get_json(base + "/data/plugin/projector/runs") == ["served"]
+        # The projector plugin finds runs on its own schedule (a thread that walks the
+        # logdir): wait for it rather than race it.
+        assert _poll(base + "/data/plugin/projector/runs", lambda r: r == ["served"]) == [
+            "served"]
         info = _get_json(base + "/data/plugin/projector/info?run=served")
         assert info["embeddings"][0]["tensorShape"] == [64, 2]  # test latents, with labels
         assert info["embeddings"][0]["metadataPath"] == "projector/metadata.tsv"

@@ -5,52 +5,76 @@ under TensorFlow >= 2.16 `tf.keras` is Keras 3, which cannot host `tfp.layers`.
 """
 
 import os
+import re
 
 # TFP picks its Keras by this flag; tf_keras (Keras 2) is the one tfp.layers work with.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# TensorFlow's native minimum log level (0 all, 1 no INFO, 2 no WARNING, 3 no ERROR). Set
+# before the import, so the runtime reads it; a user's own value is kept.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+#: an absl/TensorFlow native log line: severity letter, MMDD, time, thread, file:line]
+_NATIVE_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^\]]*\] ")
+_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+_ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called"
 
-def _import_tensorflow():
-    """Imports TensorFlow with its native start-up banner filtered out of stderr.
 
-    TensorFlow's C++ runtime prints "Could not find cuda drivers", "All log messages
-    before absl::InitializeLog()" and CPU-feature lines straight to file descriptor 2
-    before TF_CPP_MIN_LOG_LEVEL takes effect; they would bury the one-line errors of the
-    command-line apps. Anything else written during the import is passed through, and
-    nothing is filtered when TF_CPP_MIN_LOG_LEVEL is "0" (the user asked for the logs).
+def _min_log_level():
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
+
+
+def _keep(line, level):
+    """Whether a line the native runtime wrote to fd 2 passes TF_CPP_MIN_LOG_LEVEL."""
+    if line.startswith(_ABSL_PREAMBLE):
+        return level == 0
+    match = _NATIVE_LINE.match(line)
+    return match is None or _SEVERITY[match.group(1)] >= level
+
+
+def _import_stack():
+    """Imports TensorFlow, TFP and tf_keras with TF_CPP_MIN_LOG_LEVEL applied to fd 2.
+
+    The shared libraries these imports load log through absl before absl is initialized
+    and before TensorFlow reads TF_CPP_MIN_LOG_LEVEL (CUDA probing, oneDNN's "custom
+    operations are on", once per library that checks it), straight to file descriptor 2,
+    so the variable alone does not silence them. For the length of the imports fd 2 goes
+    to a temporary file; afterwards every line is written back except native log lines
+    below the level the variable asks for: the runtime's own rule, applied to the lines
+    it emits before it can apply it. Nothing is filtered by content, and nothing at all
+    when the level is 0.
     """
     import importlib
     import sys
     import tempfile
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") == "0":
-        return importlib.import_module("tensorflow")
-    noise = ("absl::InitializeLog()", "cudart_stub.cc", "Could not find cuda drivers",
-             "cpu_feature_guard.cc", "To enable the following instructions")
+    names = ("tensorflow", "tensorflow_probability", "tf_keras")
+    level = _min_log_level()
     try:
+        if level <= 0:
+            raise OSError("nothing to filter")
         sys.stderr.flush()
         saved = os.dup(2)
         capture = tempfile.TemporaryFile()
         os.dup2(capture.fileno(), 2)
-    except (OSError, ValueError):  # no usable fd 2: nothing to filter
-        return importlib.import_module("tensorflow")
+    except (OSError, ValueError):  # level 0, or no usable fd 2: import as is
+        return [importlib.import_module(n) for n in names]
     try:
-        return importlib.import_module("tensorflow")
+        return [importlib.import_module(n) for n in names]
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         capture.seek(0)
         kept = [line for line in capture.read().decode(errors="replace").splitlines(True)
-                if not any(n in line for n in noise)]
+                if _keep(line, level)]
         capture.close()
         if kept:
             sys.stderr.write("".join(kept))
             sys.stderr.flush()
 
 
-tf = _import_tensorflow()
-import tensorflow_probability as tfp  # noqa: E402
-import tf_keras as tfk  # noqa: E402
+tf, tfp, tfk = _import_stack()
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
