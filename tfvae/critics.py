@@ -18,7 +18,7 @@ The critic owns its optimizer and its variables; a model updates it inside train
 """
 
 from tfvae._tf import tf, tfk
-from tfvae.networks import check_hidden_units
+from tfvae import validation
 
 
 COMBINES = ("concat", "inner_product")
@@ -57,10 +57,8 @@ class DensityRatioEstimator(tfk.Model):
     def __init__(self, hidden_units=(256, 256), activation="leaky_relu", optimizer=None,
                  combine="concat", embedding_dim=None, name="critic", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.hidden_units = check_hidden_units(hidden_units)
-        if combine not in COMBINES:
-            raise ValueError(f"`combine` must be one of {list(COMBINES)}; got {combine!r}.")
-        self.combine = combine
+        self.hidden_units = validation.positive_ints(hidden_units, "hidden_units")
+        self.combine = validation.choice(combine, "combine", COMBINES)
         self.critic_optimizer = optimizer or tfk.optimizers.Adam(1e-4, beta_1=0.5)
         if combine == "concat":
             self.body = [tfk.layers.Dense(u, activation=activation) for u in self.hidden_units]
@@ -68,10 +66,7 @@ class DensityRatioEstimator(tfk.Model):
             return
         if embedding_dim is None:
             embedding_dim = self.hidden_units[-1]
-        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) \
-                or embedding_dim <= 0:
-            raise ValueError(f"`embedding_dim` must be a positive int; got {embedding_dim!r}.")
-        self.embedding_dim = embedding_dim
+        self.embedding_dim = validation.positive_int(embedding_dim, "embedding_dim")
         self.embed_a = [tfk.layers.Dense(u, activation=activation) for u in self.hidden_units]
         self.embed_a.append(tfk.layers.Dense(embedding_dim))
         self.embed_b = [tfk.layers.Dense(u, activation=activation) for u in self.hidden_units]
@@ -114,16 +109,25 @@ class DensityRatioEstimator(tfk.Model):
         return tf.reduce_mean(tf.nn.softplus(-t_pos)) + tf.reduce_mean(tf.nn.softplus(t_neg)), \
             t_pos, t_neg
 
+    @staticmethod
+    def _report(loss, t_pos, t_neg):
+        return {"loss": loss,
+                "accuracy_positive": tf.reduce_mean(tf.cast(t_pos > 0, tf.float32)),
+                "accuracy_negative": tf.reduce_mean(tf.cast(t_neg < 0, tf.float32))}
+
+    def metrics(self, positive, negative):
+        """The logistic loss and the share of each side classified correctly, without a
+        step: {"loss", "accuracy_positive", "accuracy_negative"}, scalars."""
+        return self._report(*self.loss(positive, negative))
+
     def update(self, positive, negative):
         """One optimizer step on the logistic loss; moves only the critic's variables.
 
         Returns:
-            dict of scalars: "loss", "accuracy_positive", "accuracy_negative".
+            the scalars of `metrics`, before the step.
         """
         with tf.GradientTape() as tape:
             loss, t_pos, t_neg = self.loss(positive, negative)
         variables = self.trainable_variables
         self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return {"loss": loss,
-                "accuracy_positive": tf.reduce_mean(tf.cast(t_pos > 0, tf.float32)),
-                "accuracy_negative": tf.reduce_mean(tf.cast(t_neg < 0, tf.float32))}
+        return self._report(loss, t_pos, t_neg)

@@ -1,7 +1,8 @@
-"""Name -> class registries for posteriors, likelihoods, objective terms and models.
+"""Name -> class registries for posteriors, likelihoods, priors, objective terms, models.
 
 A new component is one file that decorates its class with `@REGISTRY.register("name")`;
-unknown names raise a ValueError listing the valid ones.
+unknown names raise a ValueError listing the valid ones. `build` makes an instance from a
+name or a {"name": ..., **arguments} spec (see `tfvae.components`).
 """
 
 import difflib
@@ -28,6 +29,10 @@ class Registry:
             return cls
         return decorator
 
+    def unregister(self, name):
+        """Removes `name` (for tests that register a temporary component)."""
+        self._entries.pop(name, None)
+
     def names(self):
         return sorted(self._entries)
 
@@ -47,17 +52,10 @@ class Registry:
                              f"{self.names()}{did_you_mean}.")
         return self._entries[name]
 
-    def build(self, spec, **kwargs):
-        """Builds an instance from a name, an instance (returned as is) or a {'name':..., **kw} dict."""
-        if isinstance(spec, dict):
-            spec = dict(spec)
-            name = spec.pop("name", None)
-            if name is None:
-                raise ValueError(f"A {self.kind} spec dict needs a 'name' key; got {sorted(spec)}.")
-            return self.get(name)(**{**kwargs, **spec})
-        if isinstance(spec, str):
-            return self.get(spec)(**kwargs)
-        return spec
+    def build(self, spec, context=None):
+        """An instance from a name, a spec dict or an instance; see `tfvae.components.build`."""
+        from tfvae import components  # noqa: PLC0415  (components imports schedules only)
+        return components.build(self, spec, context)
 
     def __contains__(self, name):
         return name in self._entries
@@ -65,6 +63,7 @@ class Registry:
 
 POSTERIORS = Registry("posterior")
 LIKELIHOODS = Registry("likelihood")
+PRIORS = Registry("prior")
 TERMS = Registry("objective term")
 MODELS = Registry("model")
 ARCHITECTURES = Registry("architecture")

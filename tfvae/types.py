@@ -15,16 +15,16 @@ rate            [B]      nats, KL(q(z|x) || p(z)), analytic when TFP has it
 """
 
 import functools
+import zlib
 
+from tfvae import validation
 from tfvae._tf import tf, tfd
 
 KL_MODES = ("auto", "analytic", "mc")
 
 
 def check_kl_mode(kl):
-    if kl not in KL_MODES:
-        raise ValueError(f"`kl` must be one of {list(KL_MODES)}; got {kl!r}.")
-    return kl
+    return validation.choice(kl, "kl", KL_MODES)
 
 
 def has_analytic_kl(q_z, p_z):
@@ -37,28 +37,45 @@ class ForwardPass:
     """One forward pass; derived quantities are computed once, on first use.
 
     Objective terms read what they need (`fwd.distortion`, `fwd.rate`, `fwd.z`, ...) so a
-    quantity several terms share, such as log p(x|z), is built into the graph once.
+    quantity several terms share, such as log p(x|z), is built into the graph once. Terms
+    own no random state: `seed_for(name)` gives each consumer its own stateless seed,
+    derived from the step's seed, and `memo(key, fn)` computes a shared quantity once.
 
     Args:
         x: images, [B, H, W, C].
         q_z: the posterior q(z|x), batch [B], event [D].
         z: samples of q_z, [S, B, D].
         p_z: the prior, event [D].
-        p_x_given_z: the likelihood p(x|z), batch [S, B], event [H, W, C].
+        p_x_given_z: the likelihood p(x|z), batch [S, B], event [H, W, C]; None for a pass
+            that only encodes (a critic's update).
         step: the optimizer step (int64 scalar) for scheduled weights.
+        seed: the step's stateless seed, int32 [2].
         kl: "analytic", "mc" or "auto" (analytic when TFP has the KL, Monte Carlo otherwise).
-        model: the model that made the pass, for terms that need its networks.
     """
 
-    def __init__(self, x, q_z, z, p_z, p_x_given_z, step, kl="auto", model=None):
+    def __init__(self, x, q_z, z, p_z, p_x_given_z, step, seed, kl="auto"):
         self.x = x
         self.q_z = q_z
         self.z = z
         self.p_z = p_z
         self.p_x_given_z = p_x_given_z
         self.step = step
+        self.seed = seed
         self.kl = check_kl_mode(kl)
-        self.model = model
+        self._memo = {}
+
+    def seed_for(self, name):
+        """A stateless seed (int32 [2]) for the consumer `name`: a pure function of the
+        step's seed and the name, so two terms never share draws and a resumed run
+        repeats none."""
+        return tf.random.experimental.stateless_fold_in(
+            self.seed, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+    def memo(self, key, fn):
+        """`fn()` computed once per pass and shared by every term that asks for `key`."""
+        if key not in self._memo:
+            self._memo[key] = fn()
+        return self._memo[key]
 
     @functools.cached_property
     def log_px_given_z(self):

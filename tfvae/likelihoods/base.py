@@ -27,9 +27,6 @@ class Likelihood(tfk.layers.Layer):
         """Raises ValueError if the NumPy array `x` is outside the likelihood's support."""
         del x
 
-    def get_config(self):
-        return {**super().get_config(), "validate_args": self.validate_args}
-
 
 def check_unit_interval(x, what):
     lo, hi = float(np.min(x)), float(np.max(x))

@@ -8,8 +8,8 @@ A learned sigma shrinks towards 0 on pixels the decoder gets exactly right (the 
 of Fashion-MNIST is constant 0), which sends log p(x|z) to +inf; `min_scale` bounds it.
 """
 
-from tfvae._tf import tf, tfd
-from tfvae.posteriors.gaussian_diag import softplus_inverse
+from tfvae import validation
+from tfvae._tf import tf, tfd, tfp
 from tfvae.likelihoods.base import Likelihood
 from tfvae.registry import LIKELIHOODS
 
@@ -32,16 +32,15 @@ class NormalLikelihood(Likelihood):
     def __init__(self, scale="fixed", sigma=1.0, min_scale=0.01, validate_args=False,
                  **kwargs):
         super().__init__(validate_args=validate_args, **kwargs)
-        if scale not in SCALES:
-            raise ValueError(f"`scale` must be one of {list(SCALES)}; got {scale!r}.")
-        if not sigma > 0:
-            raise ValueError(f"`sigma` must be positive; got {sigma!r}.")
-        if not min_scale >= 0 or (scale != "fixed" and not sigma > min_scale):
-            raise ValueError(f"`min_scale` must be >= 0 and below `sigma`; got "
-                             f"min_scale={min_scale!r}, sigma={sigma!r}.")
-        self.scale = scale
-        self.sigma = float(sigma)
-        self.min_scale = float(min_scale)
+        self.scale = validation.choice(scale, "scale", SCALES)
+        self.sigma = validation.positive(sigma, "sigma")
+        self.min_scale = validation.non_negative(min_scale, "min_scale")
+        if scale != "fixed" and not self.sigma > self.min_scale:
+            raise ValueError(f"`min_scale` must be below `sigma`; got min_scale={min_scale!r}, "
+                             f"sigma={sigma!r}.")
+        # softplus(raw + this) + min_scale = sigma at raw = 0: a learned scale starts at sigma.
+        self._raw_sigma = (float(tfp.math.softplus_inverse(self.sigma - self.min_scale))
+                           if scale != "fixed" else 0.0)
         self.params_per_channel = 2 if scale == "heteroscedastic" else 1
 
     def build(self, input_shape):
@@ -49,7 +48,7 @@ class NormalLikelihood(Likelihood):
             event_shape = input_shape[-3:]
             self.raw_scale = self.add_weight(
                 name="raw_scale", shape=event_shape,
-                initializer=tf.constant_initializer(softplus_inverse(self.sigma - self.min_scale)))
+                initializer=tf.constant_initializer(self._raw_sigma))
         super().build(input_shape)
 
     def call(self, params):
@@ -60,11 +59,7 @@ class NormalLikelihood(Likelihood):
         else:
             loc, raw = tf.split(params, 2, axis=-1)
             scale = self.min_scale + tf.nn.softplus(
-                raw + softplus_inverse(self.sigma - self.min_scale))
+                raw + self._raw_sigma)
         return tfd.Independent(
             tfd.Normal(loc=loc, scale=scale, validate_args=self.validate_args),
             reinterpreted_batch_ndims=3, validate_args=self.validate_args, name="p_x_given_z")
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale, "sigma": self.sigma,
-                "min_scale": self.min_scale}

@@ -1,4 +1,4 @@
-"""The variational autoencoder, trained by a custom Keras train_step on the ELBO.
+"""The variational autoencoder, trained by one custom Keras train_step for every model.
 
 ```none
 ELBO(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z))   <=   log p(x)
@@ -7,54 +7,50 @@ loss    = sum_t weight_t * mean_B term_t       default terms: reconstruction + b
 The expectation uses `num_samples` reparameterized samples; the KL is analytic when TFP
 has it for (posterior, prior), Monte Carlo on the same samples otherwise.
 
+A model family is a recipe: a subclass whose constructor turns a few hyperparameters into
+a list of terms (and defaults for the components). Terms that own a critic are updated
+by this class's `train_step` in the order they declare (see `tfvae.objectives.base`),
+so no model copies the step.
+
 #### References
 [1] Kingma & Welling (2014), Auto-Encoding Variational Bayes, arXiv:1312.6114.
 [2] Higgins et al. (2017), beta-VAE, ICLR.
 """
 
-import numpy as np
-
+from tfvae import components
 from tfvae import likelihoods as likelihoods_lib  # noqa: F401  (registers the heads)
 from tfvae import networks
 from tfvae import objectives as objectives_lib  # noqa: F401  (registers the terms)
 from tfvae import posteriors as posteriors_lib  # noqa: F401  (registers the heads)
-from tfvae import priors
+from tfvae import priors  # noqa: F401  (registers the priors)
+from tfvae import validation
 from tfvae._tf import tf, tfk, tfp
+from tfvae.models import _inputs
 from tfvae.objectives.base import check_weight
-from tfvae.posteriors.base import check_latent_dim
+from tfvae.registry import ARCHITECTURES, LIKELIHOODS, MODELS, POSTERIORS, PRIORS, TERMS
 from tfvae.seeds import stateless_seed
-from tfvae.registry import ARCHITECTURES, LIKELIHOODS, MODELS, POSTERIORS, TERMS
 from tfvae.types import ForwardPass, check_kl_mode
 
 BASE_METRICS = ("loss", "elbo", "reconstruction", "kl")
 OBJECTIVES = ("elbo", "iwae")
-
-
-def _check_input_shape(input_shape):
-    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
-    if (shape is None or len(shape) != 3
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
-        raise ValueError(f"`input_shape` must be (height, width, channels) of positive ints; "
-                         f"got {input_shape!r}.")
-    return shape
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
-    return int(value)
+CRITIC_METRICS = ("loss", "accuracy_positive", "accuracy_negative")
+#: arguments of a component spec that the model supplies itself
+MODEL_CONTEXT = ("latent_dim", "dataset_size")
 
 
 @MODELS.register("vae")
 class VAE(tfk.Model):
-    """A VAE with pluggable posterior, likelihood, networks and objective terms.
+    """A VAE with pluggable posterior, likelihood, prior, networks and objective terms.
 
     Args:
         latent_dim: D, the number of latent dimensions. Default value: 32.
-        posterior: "full_covariance" or "diagonal", a {"name": ..., **kwargs} dict, or a
-            `tfvae.posteriors.Posterior` layer. Default value: "full_covariance".
-        likelihood: "bernoulli" or "normal", a dict or a `Likelihood` layer.
+        posterior: a registered posterior name (`tfvae.registry.POSTERIORS`), a
+            {"name": ..., **arguments} spec, or a `tfvae.posteriors.Posterior` layer.
+            Default value: "full_covariance".
+        likelihood: a registered likelihood name, a spec or a `Likelihood` layer.
             Default value: "bernoulli".
+        prior: a registered prior name, a spec or a `Prior` layer.
+            Default value: "standard_normal".
         input_shape: (H, W, C) of the images. Default value: (28, 28, 1).
         architecture: "mlp" or "conv" torsos. Default value: "mlp".
         hidden_units: encoder widths (mlp) or channels then dense width (conv); the decoder
@@ -62,13 +58,15 @@ class VAE(tfk.Model):
         encoder, decoder: tf_keras layers to use instead of the built torsos; the encoder
             maps [B, H, W, C] to [B, F], the decoder [N, D] to [N, H, W, C * k] where k is
             the likelihood's `params_per_channel`.
-        beta: weight of the KL term (beta-VAE). Default value: 1.0.
+        beta: weight of the KL term of the default objective (beta-VAE). Default value: 1.0.
         kl: "auto" (analytic when TFP has it), "analytic" or "mc". Default value: "auto".
         num_samples: reparameterized samples per example in training. Default value: 1.
         objective: "elbo" (reconstruction + beta * kl) or "iwae" (the importance-weighted
             bound with k = `num_samples`, Burda et al.). Default value: "elbo".
-        terms: the objective as a list of term names, dicts or `Term`s; replaces the
+        terms: the objective as a list of term names, specs or `Term`s; replaces the
             terms that `objective` names.
+        dataset_size: N, the number of training examples, for terms that estimate the
+            aggregate posterior (mi, tc, dim_kl). Default value: None.
         seed: seeds the model's sampling (train-step noise, `sample`). Default value: None
             (drawn from TensorFlow's global seed, so `tf.random.set_seed` makes it repeatable).
         validate_args: check values (NaN/Inf, range) inside compiled steps too, and pass
@@ -76,58 +74,65 @@ class VAE(tfk.Model):
     """
 
     def __init__(self, latent_dim=32, posterior="full_covariance", likelihood="bernoulli",
-                 input_shape=(28, 28, 1), architecture="mlp", hidden_units=None,
-                 encoder=None, decoder=None, beta=1.0, kl="auto", num_samples=1,
-                 objective="elbo", terms=None, seed=None, validate_args=False, name="vae",
-                 **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.latent_dim = check_latent_dim(latent_dim)
-        self.image_shape = _check_input_shape(input_shape)
-        self.kl_mode = check_kl_mode(kl)
-        self.num_samples = _check_positive_int(num_samples, "num_samples")
+                 prior="standard_normal", input_shape=(28, 28, 1), architecture="mlp",
+                 hidden_units=None, encoder=None, decoder=None, beta=1.0, kl="auto",
+                 num_samples=1, objective="elbo", terms=None, dataset_size=None, seed=None,
+                 validate_args=False, name=None, **kwargs):
+        super().__init__(name=name or getattr(self, "registry_name", "vae"), **kwargs)
+        self.latent_dim = validation.positive_int(latent_dim, "latent_dim")
+        self.image_shape = validation.image_shape(input_shape)
+        self.kl = check_kl_mode(kl)
+        self.num_samples = validation.positive_int(num_samples, "num_samples")
         self.beta = check_weight(beta, "beta")
-        self.validate_args = bool(validate_args)
+        self.objective = validation.choice(objective, "objective", OBJECTIVES)
+        self.dataset_size = dataset_size
+        self.validate_args = validation.boolean(validate_args, "validate_args")
         arch = ARCHITECTURES.get(architecture)
         self.architecture = architecture
-        self.hidden_units = networks.check_hidden_units(
+        self.hidden_units = validation.positive_ints(
             hidden_units if hidden_units is not None
-            else networks.DEFAULT_HIDDEN_UNITS[architecture])
-        self.posterior_spec = posterior if isinstance(posterior, (str, dict)) else None
-        self.likelihood_spec = likelihood if isinstance(likelihood, (str, dict)) else None
-
-        self.posterior = POSTERIORS.build(posterior, latent_dim=self.latent_dim,
-                                          validate_args=self.validate_args)
-        self.likelihood = LIKELIHOODS.build(likelihood, validate_args=self.validate_args)
+            else networks.DEFAULT_HIDDEN_UNITS[architecture], "hidden_units")
+        self.custom_networks = encoder is not None or decoder is not None
+        context = {"latent_dim": self.latent_dim, "validate_args": self.validate_args,
+                   "dataset_size": dataset_size}
+        self.posterior = POSTERIORS.build(posterior, context)
+        self.likelihood = LIKELIHOODS.build(likelihood, context)
+        self.prior_layer = PRIORS.build(prior, context)
+        self.prior = self.prior_layer.distribution()
         self.encoder = encoder or arch.encoder(self.image_shape, self.hidden_units)
         h, w, c = self.image_shape
         self.decoder = decoder or arch.decoder(
             self.latent_dim, (h, w, c * self.likelihood.params_per_channel), self.hidden_units)
-        self.prior = priors.standard_normal(self.latent_dim, validate_args=self.validate_args)
-
-        if objective not in OBJECTIVES:
-            raise ValueError(f"`objective` must be one of {list(OBJECTIVES)}; got {objective!r}.")
-        self.objective = objective
         if terms is None:
             terms = (["iwae"] if objective == "iwae"
                      else ["reconstruction", {"name": "kl", "weight": self.beta}])
-        self.terms = [TERMS.build(t) for t in terms]
+        elif objective != "elbo":
+            raise ValueError(f"`objective={objective!r}` names terms of its own; pass either "
+                             "`terms` or `objective`, not both.")
+        self.terms = [TERMS.build(t, context) for t in terms]
         names = [t.name for t in self.terms]
         if len(set(names)) != len(names):
             raise ValueError(f"Objective term names must be unique; got {names}.")
-
         if seed is None:
             seed = int(tf.random.uniform([], maxval=2**31 - 1, dtype=tf.int64))
-        self.seed = int(seed)
+        self.seed = validation.integer(seed, "seed", minimum=0)
         # Stateful generator -> a fresh stateless seed per step: repeatable from `seed`, and
         # its state is checkpointed with the model, so a resumed run draws new noise.
         self.rng = tf.random.Generator.from_seed(self.seed)
-
-        metric_names = list(BASE_METRICS) + [n for n in names if n not in BASE_METRICS]
-        metric_names += [f"{t.name}_critic_{k}" for t in self.terms if t.critic is not None
-                         for k in ("loss", "accuracy_positive", "accuracy_negative")]
-        self._trackers = {n: tfk.metrics.Mean(name=n) for n in metric_names}
+        self._trackers = {n: tfk.metrics.Mean(name=n) for n in self.metric_names()}
         # Build every weight now, so weights load and `summary()` works before any training.
-        self.decode(self.encode(tf.zeros((1, *self.image_shape))).mean())
+        self.decode(self.encode(tf.zeros((1, *self.image_shape))).sample(seed=[0, 0]))
+        for term in self.terms:
+            term.build_critic(self.image_shape, self.latent_dim)
+
+    def metric_names(self):
+        """Every scalar `fit` and `evaluate` report: the ELBO's parts, each term, each
+        term's diagnostics ("<term>_<key>") and critic ("<term>_critic_<key>")."""
+        names = list(BASE_METRICS) + [t.name for t in self.terms if t.name not in BASE_METRICS]
+        names += [f"{t.name}_{k}" for t in self.terms for k in t.metric_keys]
+        names += [f"{t.name}_critic_{k}" for t in self.terms if t.critic is not None
+                  for k in CRITIC_METRICS]
+        return names
 
     # ------------------------------------------------------------------ public API
 
@@ -141,7 +146,7 @@ class VAE(tfk.Model):
         Args:
             x: images, [B, H, W, C], float in [0, 1].
         """
-        x = self._check_x(x)
+        x = _inputs.check_images(self, x)
         return self.posterior(self.encoder(x, training=training), training=training)
 
     def decode(self, z, training=False):
@@ -165,8 +170,8 @@ class VAE(tfk.Model):
         """Deterministic reconstruction: the mean of p(x | z = mean of q(z|x)), [B, H, W, C]."""
         return self.decode(self.encode(x, training=training).mean(), training=training).mean()
 
-    def forward(self, x, num_samples=None, training=False, seed=None):
-        """Runs encoder, sampler and decoder once; returns a `ForwardPass`.
+    def forward(self, x, num_samples=None, training=False, seed=None, decode=True):
+        """Runs encoder, sampler and (unless not `decode`) decoder once: a `ForwardPass`.
 
         Args:
             x: images, [B, H, W, C].
@@ -176,61 +181,71 @@ class VAE(tfk.Model):
         q_z = self.encode(x, training=training)
         x = tf.convert_to_tensor(x, self.compute_dtype)
         seed = self._seed() if seed is None else stateless_seed(seed)
-        z = q_z.sample(num_samples or self.num_samples, seed=seed)
-        p_x_given_z = self.decode(z, training=training)
+        sample_seed, pass_seed = tfp.random.split_seed(seed, 2)
+        z = q_z.sample(num_samples or self.num_samples, seed=sample_seed)
+        p_x_given_z = self.decode(z, training=training) if decode else None
         step = self.optimizer.iterations if getattr(self, "optimizer", None) is not None \
             else tf.constant(0, tf.int64)
         return ForwardPass(x=x, q_z=q_z, z=z, p_z=self.prior, p_x_given_z=p_x_given_z,
-                           step=step, kl=self.kl_mode, model=self)
+                           step=step, seed=pass_seed, kl=self.kl)
 
     def elbo(self, x, num_samples=1, seed=None):
-        """Per-example ELBO, [B] nats: mean over `num_samples` samples of log p(x|z), minus KL."""
-        return self.forward(x, num_samples=_check_positive_int(num_samples, "num_samples"),
-                            seed=seed).elbo
+        """Per-example ELBO, [B] nats: mean over `num_samples` samples of log p(x|z), minus
+        the KL. For a posterior without a density it is the *estimate* made with the term
+        that estimates the rate (AVB's critic), not a bound; it raises if there is none."""
+        fwd = self.forward(x, num_samples=validation.positive_int(num_samples, "num_samples"),
+                           seed=seed)
+        return -(fwd.distortion + self._rate(fwd))
 
     def sample(self, n, mean=True, seed=None):
         """`n` images from the prior, [n, H, W, C]: the decoder's mean, or a draw if not `mean`."""
-        n = _check_positive_int(n, "n")
+        n = validation.positive_int(n, "n")
         z_seed, x_seed = tfp.random.split_seed(
             self._seed() if seed is None else stateless_seed(seed), 2)
-        z = self.prior.sample(n, seed=z_seed)
-        p_x = self.decode(z)
+        p_x = self.decode(self.prior.sample(n, seed=z_seed))
         return p_x.mean() if mean else p_x.sample(seed=x_seed)
+
+    def proposal(self, x):
+        """The importance distribution r(z|x) for `tfvae.evaluation.log_likelihood`."""
+        r = self.posterior.proposal(self.encode(x))
+        if r is None:
+            raise ValueError(f"The {self.posterior.registry_name!r} posterior offers no "
+                             "importance distribution, so log p(x) is not estimated for it.")
+        return r
 
     def _seed(self):
         """A fresh stateless seed (int32 [2]) from the model's generator."""
         return self.rng.uniform_full_int([2], dtype=tf.int32)
 
+    def _rate(self, fwd):
+        if self.has_density:
+            return fwd.rate
+        for term in self.terms:
+            if term.estimates_rate:
+                return term(fwd)
+        raise ValueError(f"The {self.posterior.registry_name!r} posterior has no density, so "
+                         "KL(q(z|x) || p(z)) and the ELBO are undefined (+inf for a point "
+                         "mass); no objective term estimates them.")
+
     # ------------------------------------------------------------------ training
 
-    def compute_losses(self, x, training=False):
-        """All scalars the objective needs and `fit` reports, each a batch mean in nats.
+    def compute_losses(self, x, training=False, seed=None):
+        """All scalars the objective needs and `fit` reports, each a batch mean in nats."""
+        return self._objective(self.forward(x, training=training, seed=seed))
 
-        Returns:
-            dict with "loss" (what is minimized), "elbo", "reconstruction", "kl" and one
-            entry per objective term.
-        """
-        return self._forward_and_losses(x, training)[1]
-
-    def _forward_and_losses(self, x, training):
-        fwd = self.forward(x, training=training)
-        values = {}
-        loss = tf.constant(0.0, tf.float32)
+    def _objective(self, fwd):
+        values, loss = {}, tf.constant(0.0, tf.float32)
         for term in self.terms:
             value = tf.reduce_mean(term(fwd))
             values[term.name] = value
             loss += term.weight_at(fwd.step) * value
+            values.update({f"{term.name}_{k}": v for k, v in term.metrics(fwd).items()})
         values["loss"] = loss
-        if self.has_density:
-            values["reconstruction"] = tf.reduce_mean(fwd.distortion)
-            values["kl"] = tf.reduce_mean(fwd.rate)
+        values["reconstruction"] = tf.reduce_mean(fwd.distortion)
+        if self.has_density or any(t.estimates_rate for t in self.terms):
+            values["kl"] = tf.reduce_mean(self._rate(fwd))
             values["elbo"] = -(values["reconstruction"] + values["kl"])
-        return fwd, values
-
-    @staticmethod
-    def _unpack(data):
-        """Accepts x, (x,), (x, y) or (x, y, sample_weight) batches; labels are ignored."""
-        return data[0] if isinstance(data, (tuple, list)) else data
+        return values
 
     def critic_variables(self):
         """Variables owned by the terms' critics; they move only by their own optimizers."""
@@ -238,31 +253,55 @@ class VAE(tfk.Model):
                 for v in t.critic.trainable_variables]
 
     def model_variables(self):
-        """Encoder, posterior, decoder and likelihood variables: the ELBO's parameters."""
+        """Encoder, posterior, decoder, likelihood and prior variables: the ELBO's."""
         owned = {v.ref() for v in self.critic_variables()}
         return [v for v in self.trainable_variables if v.ref() not in owned]
 
+    def _update_critics(self, order, fwd):
+        """`critic_steps` updates of each critic of this order, each with its own seed."""
+        logs = {}
+        for i, term in enumerate(self.terms):
+            if term.critic is None or term.critic_order != order:
+                continue
+            seeds = tfp.random.split_seed(fwd.seed_for(f"critic/{i}"), term.critic_steps)
+            for step_seed in tf.unstack(seeds, num=term.critic_steps):
+                result = term.update_critic(fwd, step_seed)
+            logs.update({f"{term.name}_critic_{k}": v for k, v in result.items()})
+        return logs
+
     def train_step(self, data):
-        x = self._unpack(data)
+        x = _inputs.unpack(data)
+        seed = self._seed()
+        critic_seed, step_seed = tfp.random.split_seed(seed, 2)
+        logs = {}
+        if any(t.critic is not None and t.critic_order == "before" for t in self.terms):
+            # Critics that lead fit themselves to the current q first, on a fresh encoding.
+            encoded = self.forward(x, training=True, seed=critic_seed, decode=False)
+            logs.update(self._update_critics("before", encoded))
         with tf.GradientTape() as tape:
-            fwd, losses = self._forward_and_losses(x, training=True)
+            fwd = self.forward(x, training=True, seed=step_seed)
+            losses = self._objective(fwd)
         variables = self.model_variables()
         grads = tape.gradient(losses["loss"], variables)
         self.optimizer.apply_gradients(zip(grads, variables))
-        for term in self.terms:
-            if term.critic is not None:
-                for key, value in term.update_critic(fwd).items():
-                    losses[f"{term.name}_critic_{key}"] = value
-        return self._update_trackers(losses)
+        logs.update(self._update_critics("after", fwd))
+        logs.update(losses)
+        return self._update_trackers(logs)
 
     def test_step(self, data):
-        return self._update_trackers(self.compute_losses(self._unpack(data), training=False))
+        fwd = self.forward(_inputs.unpack(data), training=False)
+        logs = self._objective(fwd)
+        for i, term in enumerate(self.terms):
+            if term.critic is not None:
+                logs.update({f"{term.name}_critic_{k}": v for k, v in term.critic_metrics(
+                    fwd, fwd.seed_for(f"critic/{i}")).items()})
+        return self._update_trackers(logs)
 
-    def _update_trackers(self, losses):
-        for name, value in losses.items():
+    def _update_trackers(self, logs):
+        for name, value in logs.items():
             if name in self._trackers:
                 self._trackers[name].update_state(value)
-        return {name: t.result() for name, t in self._trackers.items() if name in losses}
+        return {name: t.result() for name, t in self._trackers.items() if name in logs}
 
     @property
     def metrics(self):
@@ -270,61 +309,41 @@ class VAE(tfk.Model):
         return list(self._trackers.values())
 
     def fit(self, x=None, *args, **kwargs):
-        self._check_array_input(x)
-        if isinstance(kwargs.get("validation_data"), np.ndarray):
-            self._check_array_input(kwargs["validation_data"])
+        _inputs.check_array_input(self, x)
+        _inputs.check_array_input(self, kwargs.get("validation_data"))
         return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
-        self._check_array_input(x)
+        _inputs.check_array_input(self, x)
         return super().evaluate(x, *args, **kwargs)
-
-    # ------------------------------------------------------------------ validation
-
-    def _check_array_input(self, x):
-        """Checks in-memory arrays eagerly, before Keras wraps them in a dataset."""
-        if isinstance(x, (np.ndarray, tf.Tensor)) and tf.executing_eagerly():
-            self._check_x(x)
-
-    def _check_x(self, x):
-        """Static checks always; value checks eagerly (or in graphs with validate_args)."""
-        if isinstance(x, (list, tuple)):
-            raise TypeError(f"`x` must be one tensor of images [B, H, W, C]; got a "
-                            f"{type(x).__name__}.")
-        if not tf.is_tensor(x):
-            x = np.asarray(x)
-        dtype = tf.as_dtype(x.dtype)
-        if not dtype.is_floating:
-            raise TypeError(f"`x` must be float images in [0, 1]; got dtype {dtype.name} "
-                            "(cast to float32 and scale by 1/255).")
-        expected = (None, *self.image_shape)
-        shape = tuple(x.shape)
-        if len(shape) != 4 or any(e is not None and s is not None and s != e
-                                  for s, e in zip(shape, expected)):
-            raise ValueError(f"`x` must have shape [batch, {', '.join(map(str, self.image_shape))}]"
-                             f"; got {list(shape)}.")
-        x = tf.cast(x, self.compute_dtype)
-        if tf.executing_eagerly() or isinstance(x, np.ndarray):
-            values = x.numpy()
-            if not np.all(np.isfinite(values)):
-                raise ValueError("`x` contains NaN or Inf; clean the data first.")
-            self.likelihood.check_values(values)
-        elif self.validate_args:
-            x = tf.debugging.assert_all_finite(x, "`x` contains NaN or Inf.")
-        return x
 
     # ------------------------------------------------------------------ config
 
+    #: constructor arguments a recipe derives itself (left out of its config)
+    derived = ()
+
     def get_config(self):
-        if self.posterior_spec is None or self.likelihood_spec is None:
-            raise NotImplementedError("get_config needs posterior and likelihood given by name.")
-        return {"latent_dim": self.latent_dim, "posterior": self.posterior_spec,
-                "likelihood": self.likelihood_spec, "input_shape": list(self.image_shape),
-                "architecture": self.architecture, "hidden_units": list(self.hidden_units),
-                "beta": self.beta if not callable(self.beta) else 1.0, "kl": self.kl_mode,
-                "num_samples": self.num_samples, "objective": self.objective, "terms": [t.get_config() for t in self.terms],
-                "seed": self.seed, "validate_args": self.validate_args, "name": self.name}
+        """The constructor arguments, with every component as its full spec: `from_config`
+        (and `tfvae.models.build`) rebuild an equal, untrained model from it."""
+        if self.custom_networks:
+            raise NotImplementedError("get_config needs the built-in encoder and decoder.")
+        config = {}
+        for key in components.parameters(type(self), exclude=("encoder", "decoder")):
+            if key in self.derived:
+                continue
+            if key in ("posterior", "likelihood", "prior"):
+                layer = self.prior_layer if key == "prior" else getattr(self, key)
+                if not hasattr(layer, "registry_name"):
+                    raise NotImplementedError(f"get_config needs a registered {key}.")
+                config[key] = components.spec_of(layer, exclude=MODEL_CONTEXT)
+            elif key == "terms":
+                config[key] = [components.spec_of(t, exclude=MODEL_CONTEXT) for t in self.terms]
+            elif key == "input_shape":
+                config[key] = list(self.image_shape)
+            elif hasattr(self, key):
+                config[key] = components.to_spec(getattr(self, key))
+        return config
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return cls(**{k: components.from_spec_value(v) for k, v in config.items()})

@@ -31,11 +31,9 @@ samples of q(z|x) and p(z) (or r0), every input stopped, so only T moves.
     Autoencoders and Generative Adversarial Networks, arXiv:1701.04722, Prop. 1-2, Sec. 3.3.
 """
 
-import numpy as np
-
-from tfvae._tf import tf, tfk, tfp
+from tfvae import validation
+from tfvae._tf import tf, tfd, tfk, tfp
 from tfvae.critics import COMBINES, DensityRatioEstimator
-from tfvae.networks import check_hidden_units
 from tfvae.objectives.base import Term
 from tfvae.registry import TERMS
 
@@ -44,18 +42,6 @@ from tfvae.registry import TERMS
 MOMENT_FLOOR = 1e-6
 # Global gradient-norm bound of the critic's Adam steps (see AVBTerm.__init__).
 CRITIC_CLIPNORM = 1.0
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}; got {value!r}.")
-    return int(value)
-
-
-def _check_positive_float(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"`{name}` must be a positive number; got {value!r}.")
-    return float(value)
 
 
 @TERMS.register("avb")
@@ -68,7 +54,8 @@ class AVBTerm(Term):
             with p(z). Default value: False.
         moment_samples: draws of q(z|x) per x for the moments of r (AC only).
             Default value: 16 (sigma's relative error ~ 1/sqrt(2 * 15) = 18% per dim).
-        discriminator_steps: critic updates per `update_critic` call. Default value: 1.
+        discriminator_steps: critic updates per train step, each on fresh samples, all
+            before the model's step (Mescheder et al.'s Alg. 1). Default value: 1.
         discriminator_lr: the critic's Adam learning rate (beta_1 = 0.5, gradients
             clipped to global norm 1). Default value: 1e-3 (the critic has to follow an
             encoder trained at Adam 1e-3).
@@ -76,36 +63,37 @@ class AVBTerm(Term):
             Default value: (256, 256).
         combine: "inner_product" (separate x and z embeddings) or "concat" (one MLP over
             [x, z]); see `DensityRatioEstimator`. Default value: "inner_product".
-        critic: a `DensityRatioEstimator` to use instead (its optimizer is used as is).
         name: metric name. Default value: "avb".
     """
 
+    critic_order = "before"
+    estimates_rate = True
+
     def __init__(self, weight=1.0, adaptive_contrast=False, moment_samples=16,
                  discriminator_steps=1, discriminator_lr=1e-3, discriminator_units=(256, 256),
-                 combine="inner_product", critic=None, name=None):
+                 combine="inner_product", name=None):
         super().__init__(weight=weight, name=name)
-        if not isinstance(adaptive_contrast, (bool, np.bool_)):
-            raise ValueError(f"`adaptive_contrast` must be True or False; got "
-                             f"{adaptive_contrast!r}.")
-        self.adaptive_contrast = bool(adaptive_contrast)
+        self.adaptive_contrast = validation.boolean(adaptive_contrast, "adaptive_contrast")
         # Two draws are the least that give a variance; fewer would divide by zero.
-        self.moment_samples = _check_int(moment_samples, "moment_samples", 2)
-        self.discriminator_steps = _check_int(discriminator_steps, "discriminator_steps", 1)
-        self.discriminator_lr = _check_positive_float(discriminator_lr, "discriminator_lr")
-        self.discriminator_units = check_hidden_units(discriminator_units)
-        if combine not in COMBINES:
-            raise ValueError(f"`combine` must be one of {list(COMBINES)}; got {combine!r}.")
-        self.combine = combine
-        if critic is not None and not isinstance(critic, DensityRatioEstimator):
-            raise TypeError(f"`critic` must be a tfvae.critics.DensityRatioEstimator; got "
-                            f"{type(critic).__name__}.")
-        # Clipped critic steps: an unclipped step of the inner-product critic (a product of
-        # two embeddings) once sent E_q[T] from ~8 to 185 nats in one epoch of the FMNIST
-        # benchmark and wrecked the encoder; with a global norm of 1 the same run is smooth.
-        self.critic = critic or DensityRatioEstimator(
+        self.moment_samples = validation.integer(moment_samples, "moment_samples", minimum=2)
+        self.discriminator_steps = validation.positive_int(discriminator_steps,
+                                                           "discriminator_steps")
+        self.critic_steps = self.discriminator_steps
+        self.discriminator_lr = validation.positive(discriminator_lr, "discriminator_lr")
+        self.discriminator_units = validation.positive_ints(discriminator_units,
+                                                            "discriminator_units")
+        self.combine = validation.choice(combine, "combine", COMBINES)
+        self.metric_keys = ("contrast_kl",) if self.adaptive_contrast else ()
+        # Clipped critic steps: the inner-product critic's gradient is a product of two
+        # embeddings, and an unclipped step can jump E_q[T] far from the log-ratio.
+        self.critic = DensityRatioEstimator(
             hidden_units=self.discriminator_units, combine=combine, name="discriminator",
             optimizer=tfk.optimizers.Adam(self.discriminator_lr, beta_1=0.5,
                                           global_clipnorm=CRITIC_CLIPNORM))
+
+    def build_critic(self, image_shape, latent_dim):
+        self.critic((tf.zeros((1, *image_shape)), tf.zeros((1, latent_dim))))
+        self.critic.critic_optimizer.build(self.critic.trainable_variables)
 
     # ------------------------------------------------------------------ pieces
 
@@ -146,8 +134,7 @@ class AVBTerm(Term):
             return {"kl": tf.reduce_mean(self.critic_value(x, z), 0)}
         mu, sigma = self.moments(q_z, seed)
         z_tilde = (z - mu) / sigma
-        log_r = tf.reduce_sum(-0.5 * tf.square(z_tilde) - tf.math.log(sigma)
-                              - 0.5 * np.log(2.0 * np.pi), -1)  # log N(z; mu, sigma^2), [S, B]
+        log_r = tfd.MultivariateNormalDiag(mu, sigma).log_prob(z)  # log r(z|x), [S, B]
         contrast = tf.reduce_mean(self.critic_value(x, z_tilde), 0)
         gaussian = tf.reduce_mean(log_r - p_z.log_prob(z), 0)
         return {"kl": contrast + gaussian, "contrast": contrast, "gaussian": gaussian}
@@ -170,47 +157,22 @@ class AVBTerm(Term):
 
     # ------------------------------------------------------------------ the Term contract
 
+    def _estimate(self, fwd):
+        return fwd.memo(("avb", self.name), lambda: self.estimate(
+            fwd.x, fwd.q_z, fwd.z, fwd.p_z, seed=fwd.seed_for(self.name)))
+
     def __call__(self, fwd):
         """E_q[T(x, z)] (or its AC form), [B] nats, from the forward pass's samples."""
-        return self.estimate(fwd.x, fwd.q_z, fwd.z, fwd.p_z, seed=_seed_of(fwd))["kl"]
+        return self._estimate(fwd)["kl"]
 
-    def update_critic(self, fwd):
-        """`discriminator_steps` critic steps on fresh samples for fwd's x; see `fit_critic`."""
-        return self.fit_critic(fwd.x, fwd.q_z, fwd.p_z, _seed_of(fwd))
+    def metrics(self, fwd):
+        if not self.adaptive_contrast:
+            return {}
+        return {"contrast_kl": tf.reduce_mean(self._estimate(fwd)["contrast"])}
 
-    def fit_critic(self, x, q_z, p_z, seed):
-        """`discriminator_steps` logistic steps, each on a fresh (positive, negative) batch.
+    def update_critic(self, fwd, seed):
+        """One logistic step of T on fresh samples of q(z|x) and p(z) for fwd's x."""
+        return self.critic.update(*self.critic_batch(fwd.x, fwd.q_z, fwd.p_z, seed))
 
-        Returns:
-            dict of scalars from the last step: "loss" (nats), "accuracy_positive" (share
-            of q samples with T > 0) and "accuracy_negative" (share of p (or r0) samples
-            with T < 0).
-        """
-        seeds = tfp.random.split_seed(seed, self.discriminator_steps)
-        for step_seed in seeds:
-            positive, negative = self.critic_batch(x, q_z, p_z, step_seed)
-            logs = self.critic.update(positive, negative)
-        return logs
-
-    def critic_metrics(self, x, q_z, p_z, seed):
-        """The critic's loss and accuracies on a fresh batch, without updating it."""
-        loss, t_pos, t_neg = self.critic.loss(*self.critic_batch(x, q_z, p_z, seed))
-        return {"loss": loss,
-                "accuracy_positive": tf.reduce_mean(tf.cast(t_pos > 0, tf.float32)),
-                "accuracy_negative": tf.reduce_mean(tf.cast(t_neg < 0, tf.float32))}
-
-    def get_config(self):
-        return {**super().get_config(), "adaptive_contrast": self.adaptive_contrast,
-                "moment_samples": self.moment_samples,
-                "discriminator_steps": self.discriminator_steps,
-                "discriminator_lr": self.discriminator_lr,
-                "discriminator_units": list(self.discriminator_units),
-                "combine": self.combine}
-
-
-def _seed_of(fwd):
-    """A fresh stateless seed from the model that made `fwd` (random if it has none)."""
-    model = getattr(fwd, "model", None)
-    if model is not None and hasattr(model, "_seed"):
-        return model._seed()  # pylint: disable=protected-access
-    return tfp.random.sanitize_seed(None)
+    def critic_metrics(self, fwd, seed):
+        return self.critic.metrics(*self.critic_batch(fwd.x, fwd.q_z, fwd.p_z, seed))

@@ -15,21 +15,11 @@ batch-level term; gamma is the term's weight.
 [1] Burgess et al. (2018), Understanding disentangling in beta-VAE, arXiv:1804.03599.
 """
 
-import math
-import numbers
-
+from tfvae import validation
 from tfvae._tf import tf
 from tfvae.objectives.base import Term
 from tfvae.registry import TERMS
 from tfvae.schedules import LinearSchedule, check_steps
-
-
-def check_capacity(capacity_max):
-    if isinstance(capacity_max, bool) or not isinstance(capacity_max, numbers.Real) \
-            or not math.isfinite(capacity_max) or capacity_max < 0:
-        raise ValueError("`capacity_max` (C_max, nats) must be a finite number >= 0; got "
-                         f"{capacity_max!r}.")
-    return float(capacity_max)
 
 
 @TERMS.register("capacity")
@@ -43,11 +33,11 @@ class CapacityTerm(Term):
         steps: the length of the linear ramp of C, a positive int. Default value: 100000.
     """
 
-    batch_level = True
+    metric_keys = ("target",)
 
     def __init__(self, weight=1.0, capacity_max=25.0, steps=100000, name=None):
         super().__init__(weight=weight, name=name)
-        self.capacity_max = check_capacity(capacity_max)
+        self.capacity_max = validation.non_negative(capacity_max, "capacity_max (C_max, nats)")
         self.steps = check_steps(steps, "steps")
         self.schedule = LinearSchedule(0.0, self.capacity_max, self.steps)
 
@@ -58,5 +48,5 @@ class CapacityTerm(Term):
     def __call__(self, fwd):
         return tf.abs(tf.reduce_mean(fwd.rate) - self.target(fwd.step))
 
-    def get_config(self):
-        return {**super().get_config(), "capacity_max": self.capacity_max, "steps": self.steps}
+    def metrics(self, fwd):
+        return {"target": self.target(fwd.step)}

@@ -18,10 +18,10 @@ second batch; with one batch per train_step, permuting it is the common simplifi
 [1] Kim & Mnih (2018), Disentangling by Factorising, arXiv:1802.05983, Eq. 3 and Alg. 1.
 """
 
+from tfvae import validation
 from tfvae._tf import tf, tfk
+from tfvae.aggregate import permute_dims
 from tfvae.critics import DensityRatioEstimator
-from tfvae.math import _check_positive, permute_dims
-from tfvae.networks import check_hidden_units
 from tfvae.objectives.base import Term
 from tfvae.registry import TERMS
 
@@ -35,41 +35,36 @@ class FactorTCTerm(Term):
         hidden_units: the discriminator's MLP widths. Default value: (256, 256).
         learning_rate: the discriminator's Adam learning rate. Default value: 1e-4 with
             beta_1 = 0.5, beta_2 = 0.9 (Kim & Mnih's settings).
-        seed: seeds the permutations. Default value: 0.
     """
 
-    batch_level = True
+    critic_order = "after"
 
-    def __init__(self, weight=1.0, hidden_units=(256, 256), learning_rate=1e-4, seed=0,
-                 name=None):
+    def __init__(self, weight=1.0, hidden_units=(256, 256), learning_rate=1e-4, name=None):
         super().__init__(weight=weight, name=name)
-        self.hidden_units = check_hidden_units(hidden_units)
-        self.learning_rate = _check_positive(learning_rate, "learning_rate")
-        self.seed = int(seed)
-        self.rng = tf.random.Generator.from_seed(self.seed)
+        self.hidden_units = validation.positive_ints(hidden_units, "hidden_units")
+        self.learning_rate = validation.positive(learning_rate, "learning_rate")
         self.critic = DensityRatioEstimator(
             hidden_units=self.hidden_units,
             optimizer=tfk.optimizers.Adam(self.learning_rate, beta_1=0.5, beta_2=0.9),
             name=f"{self.name}_critic")
 
-    def _flat(self, z):
-        latent_dim = z.shape[-1]
-        if not self.critic.built:
-            # Build T's weights eagerly, even when first called while tracing a train step:
-            # the critic flattens its input dynamically, so a traced first call would see an
-            # unknown feature size.
-            with tf.init_scope():
-                self.critic(tf.zeros([1, latent_dim]))
-        return tf.reshape(z, [-1, latent_dim])                                # [S*B, D]
+    def build_critic(self, image_shape, latent_dim):
+        self.critic(tf.zeros([1, latent_dim]))
+        self.critic.critic_optimizer.build(self.critic.trainable_variables)
+
+    @staticmethod
+    def _flat(z):
+        return tf.reshape(z, [-1, z.shape[-1]])                              # [S*B, D]
 
     def __call__(self, fwd):
         return tf.reduce_mean(self.critic(self._flat(fwd.z)))
 
-    def update_critic(self, fwd):
+    def _batch(self, fwd, seed):
         z = tf.stop_gradient(self._flat(fwd.z))
-        permuted = permute_dims(z, self.rng.uniform_full_int([2], dtype=tf.int32))
-        return self.critic.update(z, permuted)
+        return z, permute_dims(z, seed)
 
-    def get_config(self):
-        return {**super().get_config(), "hidden_units": list(self.hidden_units),
-                "learning_rate": self.learning_rate, "seed": self.seed}
+    def update_critic(self, fwd, seed):
+        return self.critic.update(*self._batch(fwd, seed))
+
+    def critic_metrics(self, fwd, seed):
+        return self.critic.metrics(*self._batch(fwd, seed))

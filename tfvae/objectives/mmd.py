@@ -5,8 +5,8 @@ MMD^2(q(z), p(z)) ~= unbiased U-statistic over the batch's z ~ q(z) and as many 
 InfoVAE:  loss = E[-log p(x|z)] + (1 - alpha) * KL(q(z|x) || p(z))
                  + (alpha + lambda - 1) * MMD^2(q(z), p(z))           (Zhao et al., Eq. 6)
 ```
-The prior samples come from the term's own stateless generator (seeded), a fresh draw per
-call. Kernels ("rbf", "imq") and their default bandwidths are in `tfvae.math`.
+The prior samples are a fresh draw per step from the pass's seed (`fwd.seed_for`). Kernels
+("rbf", "imq") and their default bandwidths are in `tfvae.kernels`.
 
 #### References
 [1] Zhao, Song & Ermon (2019), InfoVAE: Balancing Learning and Inference in Variational
@@ -14,8 +14,9 @@ call. Kernels ("rbf", "imq") and their default bandwidths are in `tfvae.math`.
 [2] Gretton et al. (2012), A Kernel Two-Sample Test, JMLR 13.
 """
 
+from tfvae import validation
 from tfvae._tf import tf
-from tfvae.math import _check_positive, check_kernel, mmd
+from tfvae.kernels import check_kernel, mmd
 from tfvae.objectives.base import Term
 from tfvae.registry import TERMS
 
@@ -28,24 +29,15 @@ class MMDTerm(Term):
         weight: a non-negative float or a schedule. Default value: 1.0.
         kernel: "rbf" or "imq". Default value: "rbf" (Zhao et al.'s choice).
         bandwidth: h^2 (rbf) or C (imq); None matches it to N(0, I) in D dimensions.
-        seed: seeds the prior samples. Default value: 0.
     """
 
-    batch_level = True
-
-    def __init__(self, weight=1.0, kernel="rbf", bandwidth=None, seed=0, name=None):
+    def __init__(self, weight=1.0, kernel="rbf", bandwidth=None, name=None):
         super().__init__(weight=weight, name=name)
         self.kernel = check_kernel(kernel)
-        self.bandwidth = None if bandwidth is None else _check_positive(bandwidth, "bandwidth")
-        self.seed = int(seed)
-        self.rng = tf.random.Generator.from_seed(self.seed)
+        self.bandwidth = None if bandwidth is None else validation.positive(bandwidth,
+                                                                            "bandwidth")
 
     def __call__(self, fwd):
         z = tf.reshape(fwd.z, [-1, fwd.z.shape[-1]])                        # [S*B, D]
-        prior = fwd.p_z.sample(tf.shape(z)[0],
-                               seed=self.rng.uniform_full_int([2], dtype=tf.int32))
+        prior = fwd.p_z.sample(tf.shape(z)[0], seed=fwd.seed_for(self.name))
         return mmd(z, prior, kernel=self.kernel, bandwidth=self.bandwidth, unbiased=True)
-
-    def get_config(self):
-        return {**super().get_config(), "kernel": self.kernel, "bandwidth": self.bandwidth,
-                "seed": self.seed}

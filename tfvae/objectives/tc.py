@@ -4,7 +4,7 @@
 TC(q(z)) = KL(q(z) || prod_d q(z_d)) ~= mean_i [log q^(z_i) - sum_d log q^(z_id)]
 beta-TCVAE:  loss = E[-log p(x|z)] + alpha * MI + beta * TC + gamma * dim_KL
 ```
-log q^ are the minibatch estimates of `tfvae.math.minibatch_log_qz` (Chen et al. 2018):
+log q^ are the minibatch estimates of `tfvae.aggregate.minibatch_log_qz` (Chen et al. 2018):
 they need N, the size of the training set the aggregate posterior averages over
 (`dataset_size`). The index-code MI (`mi`), TC (`tc`) and dimension-wise KL (`dim_kl`) terms
 share one O(M^2 D) computation per forward pass; with weights 1, 1, 1 they sum to the
@@ -23,19 +23,18 @@ Fashion-MNIST (M = 128, N = 60000, MI ~ 10 nats). Larger batches shrink the bias
 """
 
 from tfvae._tf import tf
-from tfvae.math import check_dataset_size, check_estimator, minibatch_decomposition
+from tfvae.aggregate import check_dataset_size, check_estimator, minibatch_decomposition
 from tfvae.objectives.base import Term
 from tfvae.registry import TERMS
 
 
 def fwd_decomposition(fwd, dataset_size, estimator):
-    """Per-sample mi/tc/dim_kl [S, B] for this forward pass, computed once and cached on it."""
-    cache = fwd.__dict__.setdefault("_minibatch_decomposition", {})
-    key = (estimator, dataset_size)
-    if key not in cache:
-        # Raises a TypeError naming the posterior when q(z|x) is not Gaussian.
-        cache[key] = minibatch_decomposition(fwd.q_z, fwd.z, fwd.p_z, dataset_size, estimator)
-    return cache[key]
+    """Per-sample mi/tc/dim_kl [S, B] for this forward pass, computed once and shared by
+    the `mi`, `tc` and `dim_kl` terms (the pass's memo). Raises a TypeError naming the
+    posterior when q(z|x) is not Gaussian."""
+    return fwd.memo(("minibatch_decomposition", estimator, dataset_size),
+                    lambda: minibatch_decomposition(fwd.q_z, fwd.z, fwd.p_z, dataset_size,
+                                                    estimator))
 
 
 class MinibatchDecompositionTerm(Term):
@@ -48,7 +47,6 @@ class MinibatchDecompositionTerm(Term):
             sampling). Default value: "mss".
     """
 
-    batch_level = True
     #: the key of `minibatch_decomposition`'s result this term reports.
     part = None
 
@@ -63,10 +61,6 @@ class MinibatchDecompositionTerm(Term):
 
     def __call__(self, fwd):
         return tf.reduce_mean(fwd_decomposition(fwd, self.dataset_size, self.estimator)[self.part])
-
-    def get_config(self):
-        return {**super().get_config(), "dataset_size": self.dataset_size,
-                "estimator": self.estimator}
 
 
 @TERMS.register("tc")

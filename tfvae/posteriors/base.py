@@ -1,19 +1,30 @@
-"""The posterior-head contract."""
+"""The posterior-head contract.
 
+A head maps encoder features h [B, F] to q(z|x) (batch [B], event [latent_dim]) and says
+what the rest of tfvae may do with it:
+
+- `has_density`: whether `q.log_prob` exists (False for point masses and samplers);
+- `export_tensors(q, seed)`: the plain tensors of the SavedModel's `encode` signature
+  (every head gives `z`; Gaussians add `loc` and `scale_tril`, densities `log_q`);
+- `proposal(q)`: the importance distribution for log p(x) (`tfvae.evaluation`): q itself
+  for a density, a fitted density for a sampler, or None where there is none.
+
+So export and evaluation need no case per posterior family.
+"""
+
+from tfvae import validation
 from tfvae._tf import tfk
 
 
 def check_latent_dim(latent_dim):
-    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim <= 0:
-        raise ValueError(f"`latent_dim` must be a positive int; got {latent_dim!r}.")
-    return latent_dim
+    return validation.positive_int(latent_dim, "latent_dim")
 
 
 class Posterior(tfk.layers.Layer):
     """Maps encoder features h [B, F] to q(z|x): batch shape [B], event shape [latent_dim].
 
-    Subclasses set `has_density` (False for implicit posteriors that can only sample)
-    and implement `params_size` and `call`.
+    Subclasses implement `call` and set `has_density`; they override `export_tensors` and
+    `proposal` where the defaults (below) do not fit.
 
     Args:
         latent_dim: D, the number of latent dimensions.
@@ -27,10 +38,15 @@ class Posterior(tfk.layers.Layer):
         self.latent_dim = check_latent_dim(latent_dim)
         self.validate_args = validate_args
 
-    @staticmethod
-    def params_size(latent_dim):
-        raise NotImplementedError
+    def export_tensors(self, q_z, seed):
+        """{name: tensor} of the `encode` signature: a sample `z` [B, D] and, for a
+        density, its `log_q` [B] (nats)."""
+        z = q_z.sample(seed=seed)
+        if not self.has_density:
+            return {"z": z}
+        return {"z": z, "log_q": q_z.log_prob(z)}
 
-    def get_config(self):
-        return {**super().get_config(), "latent_dim": self.latent_dim,
-                "validate_args": self.validate_args}
+    def proposal(self, q_z):
+        """The importance distribution r(z|x) for log p(x), batch [B], event [D]: q(z|x)
+        itself for a density; None when the head offers none."""
+        return q_z if self.has_density else None

@@ -1,8 +1,7 @@
 """Diagonal Gaussian posterior q(z|x) = N(mu(x), diag(sigma(x)^2))."""
 
-import numpy as np
-
-from tfvae._tf import tf, tfd, tfk
+from tfvae import validation
+from tfvae._tf import tf, tfd, tfk, tfp
 from tfvae.posteriors.base import Posterior
 from tfvae.registry import POSTERIORS
 
@@ -11,8 +10,16 @@ from tfvae.registry import POSTERIORS
 DIAG_SHIFT = 1e-5
 
 
-def softplus_inverse(y):
-    return float(np.log(np.expm1(y)))
+def scale_bias(init_scale):
+    """The bias b with softplus(b) + DIAG_SHIFT = init_scale."""
+    return float(tfp.math.softplus_inverse(init_scale - DIAG_SHIFT))
+
+
+def gaussian_export(q_z, seed):
+    """`encode`'s tensors for a MultivariateNormal q: loc, scale_tril, a sample z, log_q."""
+    z = q_z.sample(seed=seed)
+    return {"loc": q_z.loc, "scale_tril": q_z.scale.to_dense(), "z": z,
+            "log_q": q_z.log_prob(z)}
 
 
 @POSTERIORS.register("diagonal")
@@ -27,17 +34,12 @@ class DiagonalGaussian(Posterior):
 
     def __init__(self, latent_dim, init_scale=1.0, validate_args=False, **kwargs):
         super().__init__(latent_dim, validate_args=validate_args, **kwargs)
-        if not init_scale > 0:
-            raise ValueError(f"`init_scale` must be positive; got {init_scale!r}.")
-        self.init_scale = float(init_scale)
+        self.init_scale = validation.real(init_scale, "init_scale", minimum=DIAG_SHIFT,
+                                          strict=True)
         self.loc_layer = tfk.layers.Dense(latent_dim, name="loc")
         self.scale_layer = tfk.layers.Dense(
             latent_dim, name="scale",
-            bias_initializer=tfk.initializers.Constant(softplus_inverse(self.init_scale - DIAG_SHIFT)))
-
-    @staticmethod
-    def params_size(latent_dim):
-        return 2 * latent_dim
+            bias_initializer=tfk.initializers.Constant(scale_bias(self.init_scale)))
 
     def call(self, h):
         loc = self.loc_layer(h)
@@ -45,5 +47,5 @@ class DiagonalGaussian(Posterior):
         return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale,
                                           validate_args=self.validate_args, name="q_z")
 
-    def get_config(self):
-        return {**super().get_config(), "init_scale": self.init_scale}
+    def export_tensors(self, q_z, seed):
+        return gaussian_export(q_z, seed)

@@ -1,28 +1,5 @@
-"""Math helpers: logmeanexp, kernels and MMD, and minibatch estimators of log q(z).
-
-#### Kernels and MMD
-
-```none
-rbf(x, y) = exp(-||x - y||^2 / (2 h^2))                      default h^2 = D
-imq(x, y) = C / (C + ||x - y||^2)                            default C = 2 D
-MMD^2(P, Q) = E k(x, x') + E k(y, y') - 2 E k(x, y),   x, x' ~ P,  y, y' ~ Q
-unbiased:  1/(n(n-1)) sum_{i!=j} k(x_i, x_j) + 1/(m(m-1)) sum_{i!=j} k(y_i, y_j)
-           - 2/(n m) sum_{i,j} k(x_i, y_j)                   (Gretton et al. 2012, Eq. 3)
-```
-The defaults put the kernel's length scale at the typical distance between two samples of a
-D-dimensional standard normal (E||x - y||^2 = 2D), as Tolstikhin et al. (2018) do for IMQ,
-so the kernel is neither saturated nor flat for the prior.
-
-For x ~ N(m1, S1), y ~ N(m2, S2) the expected RBF kernel has the closed form
-
-```none
-E exp(-||x - y||^2 / (2 h^2)) = det(I + (S1 + S2) / h^2)^(-1/2)
-                                * exp(-(m1 - m2)^T (S1 + S2 + h^2 I)^-1 (m1 - m2) / 2)
-```
-(`expected_rbf_kernel`), because x - y ~ N(m1 - m2, S1 + S2) and the kernel is an unnormalized
-Gaussian density in x - y.
-
-#### Minibatch estimators of the aggregate posterior (Chen et al. 2018)
+"""Minibatch estimators of the aggregate posterior q(z) (Chen et al. 2018), and the
+dimension-wise permutation that samples prod_d q(z_d) (Kim & Mnih 2018).
 
 With a dataset of N examples, q(z) = (1/N) sum_n q(z|x_n). For a minibatch x_1..x_M and
 z_i ~ q(z|x_i), both estimators are importance-weighted sums over the batch,
@@ -40,8 +17,11 @@ rest of the dataset: the example z_i came from contributes exactly its 1/N share
 others stand in for the remaining N - 1 (each row of weights sums to 1). MSS is Chen et al.'s
 stratified form (Appendix C.2, written there with M + 1 for our M): the remaining N - 1
 examples are split into M - 2 strata of N/(M - 1) and one of N/(M - 1) - 1. log q(z) is then
-the log of an unbiased estimate, so it is biased low by Jensen's inequality, by
-O(1/M) — the bias vanishes for large batches, which the tests check against closed forms.
+the log of an unbiased estimate, so it is biased low by Jensen's inequality. The bias is
+not O(1/M) in practice: it grows roughly like exp(I_q(x; z)) / M, because the examples whose
+posteriors overlap z_i are rarely in the batch when the posteriors are sharp (at MI ~ 6.5
+nats and M = 256 the TC estimate is ~1.8 nats low, often negative). Use large batches, or
+the exact estimator over a split (`tfvae.evaluation.elbo_decomposition`), for diagnostics.
 
 Two departures from the published code, both deliberate:
 - Chen et al.'s MWS formula normalizes every term by 1/(NM), so its weights sum to 1/N
@@ -65,168 +45,29 @@ per sample:  mi_i     = log q(z_i|x_i) - log q(z_i)
 so mi_i + tc_i + dim_kl_i = log q(z_i|x_i) - log p(z_i), the Monte-Carlo KL, exactly.
 
 #### References
-[1] Gretton et al. (2012), A Kernel Two-Sample Test, JMLR 13.
-[2] Chen, Li, Grosse & Duvenaud (2018), Isolating Sources of Disentanglement in VAEs,
+[1] Chen, Li, Grosse & Duvenaud (2018), Isolating Sources of Disentanglement in VAEs,
     arXiv:1802.04942, Section 3 and Appendix C.
-[3] Hoffman & Johnson (2016), ELBO surgery, NIPS Workshop on Advances in Approximate
+[2] Hoffman & Johnson (2016), ELBO surgery, NIPS Workshop on Advances in Approximate
     Bayesian Inference.
-[4] Tolstikhin, Bousquet, Gelly & Schoelkopf (2018), Wasserstein Auto-Encoders,
-    arXiv:1711.01558.
+[3] Kim & Mnih (2018), Disentangling by Factorising, arXiv:1802.05983.
 """
-
-import math
-import numbers
 
 import numpy as np
 
+from tfvae import validation
 from tfvae._tf import tf, tfd
 
-KERNELS = ("imq", "rbf")
 ESTIMATORS = ("mss", "mws")
 
 
-# ---------------------------------------------------------------------------- basics
-
-def logmeanexp(x, axis=None, keepdims=False):
-    """log mean exp(x) along `axis`, computed stably (logsumexp - log n).
-
-    Args:
-        x: a float tensor.
-        axis: the axis (or axes) to reduce; None reduces all.
-
-    Returns:
-        The reduced tensor, in the units of `x` (nats for log-densities).
-    """
-    x = tf.convert_to_tensor(x)
-    lse = tf.reduce_logsumexp(x, axis=axis, keepdims=keepdims)
-    # n = the number of reduced entries per output entry.
-    n = tf.cast(tf.size(x), x.dtype) / tf.cast(tf.size(lse), x.dtype)
-    return lse - tf.math.log(n)
-
-
-def _check_positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
-            or not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a positive finite number; got {value!r}.")
-    return float(value)
-
-
-def check_kernel(kernel):
-    if kernel not in KERNELS:
-        raise ValueError(f"`kernel` must be one of {list(KERNELS)}; got {kernel!r}.")
-    return kernel
-
-
 def check_estimator(estimator):
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"`estimator` must be one of {list(ESTIMATORS)}; got {estimator!r}.")
-    return estimator
+    return validation.choice(estimator, "estimator", ESTIMATORS)
 
 
 def check_dataset_size(dataset_size):
-    if isinstance(dataset_size, bool) or not isinstance(dataset_size, (int, np.integer)) \
-            or dataset_size < 2:
-        raise ValueError("`dataset_size` (N, the number of training examples) must be an "
-                         f"int >= 2; got {dataset_size!r}.")
-    return int(dataset_size)
+    return validation.integer(dataset_size, "dataset_size (N, the number of training examples)",
+                              minimum=2)
 
-
-# ---------------------------------------------------------------------------- kernels
-
-def squared_distances(x, y):
-    """||x_i - y_j||^2, [N, M], for x [N, D] and y [M, D]; clipped at 0 against round-off."""
-    xx = tf.reduce_sum(tf.square(x), -1)[:, None]
-    yy = tf.reduce_sum(tf.square(y), -1)[None, :]
-    return tf.maximum(xx + yy - 2.0 * tf.matmul(x, y, transpose_b=True), 0.0)
-
-
-def default_bandwidth(kernel, latent_dim):
-    """h^2 = D for "rbf", C = 2 D for "imq": matched to E||x - y||^2 = 2D under N(0, I)."""
-    check_kernel(kernel)
-    return float(latent_dim) if kernel == "rbf" else 2.0 * float(latent_dim)
-
-
-def rbf_kernel(x, y, bandwidth=None):
-    """exp(-||x_i - y_j||^2 / (2 h^2)), [N, M].
-
-    Args:
-        x: [N, D]; y: [M, D].
-        bandwidth: h^2. Default value: D (see `default_bandwidth`).
-    """
-    h2 = bandwidth if bandwidth is not None else default_bandwidth("rbf", x.shape[-1])
-    return tf.exp(-squared_distances(x, y) / (2.0 * h2))
-
-
-def imq_kernel(x, y, bandwidth=None):
-    """C / (C + ||x_i - y_j||^2), [N, M] (inverse multiquadric).
-
-    Args:
-        x: [N, D]; y: [M, D].
-        bandwidth: C. Default value: 2 D (see `default_bandwidth`).
-    """
-    c = bandwidth if bandwidth is not None else default_bandwidth("imq", x.shape[-1])
-    return c / (c + squared_distances(x, y))
-
-
-_KERNEL_FNS = {"rbf": rbf_kernel, "imq": imq_kernel}
-
-
-def kernel_matrix(x, y, kernel="rbf", bandwidth=None):
-    """The Gram matrix k(x_i, y_j), [N, M], for `kernel` in ("imq", "rbf")."""
-    if bandwidth is not None:
-        _check_positive(bandwidth, "bandwidth")
-    return _KERNEL_FNS[check_kernel(kernel)](x, y, bandwidth)
-
-
-def mmd(x, y, kernel="rbf", bandwidth=None, unbiased=True):
-    """The squared maximum mean discrepancy between the samples x and y, a scalar.
-
-    Args:
-        x: samples of P, [N, D] (N >= 2 when unbiased).
-        y: samples of Q, [M, D] (M >= 2 when unbiased).
-        kernel: "rbf" or "imq". Default value: "rbf".
-        bandwidth: h^2 (rbf) or C (imq); default matched to N(0, I) in D dims.
-        unbiased: the U-statistic (drops the i = j terms; can be slightly negative, and its
-            mean is exactly MMD^2) or, if False, the V-statistic (>= 0, biased up by
-            O(1/N)). Default value: True.
-
-    Returns:
-        A scalar: the estimate of MMD^2 (in kernel units, not nats).
-    """
-    x = tf.convert_to_tensor(x, tf.float32)
-    y = tf.convert_to_tensor(y, tf.float32)
-    if x.shape.rank != 2 or y.shape.rank != 2 or x.shape[-1] != y.shape[-1]:
-        raise ValueError(f"`x` and `y` must be [N, D] and [M, D] with the same D; got "
-                         f"{x.shape} and {y.shape}.")
-    k_xx = kernel_matrix(x, x, kernel, bandwidth)
-    k_yy = kernel_matrix(y, y, kernel, bandwidth)
-    k_xy = kernel_matrix(x, y, kernel, bandwidth)
-    n = tf.cast(tf.shape(x)[0], tf.float32)
-    m = tf.cast(tf.shape(y)[0], tf.float32)
-    if unbiased:
-        xx = (tf.reduce_sum(k_xx) - tf.linalg.trace(k_xx)) / (n * (n - 1.0))
-        yy = (tf.reduce_sum(k_yy) - tf.linalg.trace(k_yy)) / (m * (m - 1.0))
-    else:
-        xx = tf.reduce_mean(k_xx)
-        yy = tf.reduce_mean(k_yy)
-    return xx + yy - 2.0 * tf.reduce_mean(k_xy)
-
-
-def expected_rbf_kernel(mean1, cov1, mean2, cov2, bandwidth):
-    """E exp(-||x - y||^2 / (2 h^2)) for independent x ~ N(mean1, cov1), y ~ N(mean2, cov2).
-
-    NumPy float64; the closed form in the module docstring. Used to test `mmd`.
-    """
-    mean1, mean2 = np.asarray(mean1, np.float64), np.asarray(mean2, np.float64)
-    cov = np.asarray(cov1, np.float64) + np.asarray(cov2, np.float64)
-    d = len(mean1)
-    diff = mean1 - mean2
-    _, logdet = np.linalg.slogdet(np.eye(d) + cov / bandwidth)
-    quad = diff @ np.linalg.solve(cov + bandwidth * np.eye(d), diff)
-    return float(np.exp(-0.5 * logdet - 0.5 * quad))
-
-
-# ---------------------------------------------------------------------------- log q(z)
 
 def log_importance_weights(batch_size, dataset_size, estimator="mss"):
     """log w_ij of the minibatch estimators (module docstring), [M, M] float32 NumPy.
