@@ -38,6 +38,11 @@ class Posterior(tfk.layers.Layer):
         self.latent_dim = check_latent_dim(latent_dim)
         self.validate_args = validate_args
 
+    @property
+    def has_proposal(self):
+        """Whether `proposal` gives an importance distribution (a density does)."""
+        return self.has_density
+
     def export_tensors(self, q_z, seed):
         """{name: tensor} of the `encode` signature: a sample `z` [B, D] and, for a
         density, its `log_q` [B] (nats)."""

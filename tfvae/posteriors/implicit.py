@@ -156,6 +156,7 @@ class ImplicitPosterior(Posterior):
     """
 
     has_density = False
+    has_proposal = True
 
     def __init__(self, latent_dim, noise_dim=None, hidden_units=(256,), activation="elu",
                  proposal_samples=256, proposal_scale=1.5, validate_args=False, **kwargs):
