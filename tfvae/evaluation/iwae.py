@@ -15,7 +15,11 @@ Memory stays bounded: the k samples are processed `chunk_size` at a time with a 
 logsumexp, and examples `batch_size` at a time, so only batch_size * chunk_size decoder
 outputs exist at once (k = 5000 on any batch is fine). Chunking does not change the result:
 the noise of example i is drawn from a seed folded from (seed, i) alone, as one [k, D]
-block, so neither the batch split nor the chunk size moves a single draw.
+block, so neither the batch split nor the chunk size moves a single draw. (Proposals outside
+the multivariate-normal family are sampled with one seed per chunk instead, so their draws
+depend on the batch.) `log_likelihood_batch` is one batch of `log_likelihood` built from the
+same two pieces, the per-example noise and the chunked estimator, so a SavedModel signature
+that calls it inside a `tf.function` reproduces the evaluation's numbers.
 
 #### References
 [1] Burda, Grosse & Salakhutdinov (2016), Importance Weighted Autoencoders, arXiv:1509.00519.
@@ -25,14 +29,9 @@ import math
 
 import numpy as np
 
+from tfvae import validation
 from tfvae._tf import tf, tfd, tfp
 from tfvae.seeds import stateless_seed
-
-
-def _check_positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
-    return int(value)
 
 
 def proposal(model, x):
@@ -48,8 +47,8 @@ def _per_example_noise(seed, first_index, batch, num_samples, latent_dim, dtype,
     Example i's k x D block depends only on (seed, first_index + i), never on the chunking.
     """
     indices = tf.range(batch, dtype=tf.int32) + first_index
-    seeds = tf.map_fn(lambda i: tf.random.experimental.stateless_fold_in(seed, i, alg="philox"), indices,
-                      fn_output_signature=tf.TensorSpec([2], tf.int32))
+    seeds = tf.map_fn(lambda i: tf.random.experimental.stateless_fold_in(seed, i, alg="philox"),
+                      indices, fn_output_signature=tf.TensorSpec([2], tf.int32))
     eps = tf.map_fn(lambda s: tf.random.stateless_normal([num_samples, latent_dim], s, dtype=dtype,
                                                          alg="philox"),
                     seeds, fn_output_signature=tf.TensorSpec([num_samples, latent_dim], dtype))
@@ -57,9 +56,51 @@ def _per_example_noise(seed, first_index, batch, num_samples, latent_dim, dtype,
     return tf.transpose(eps, [1, 0, 2])
 
 
-def _chunked(eps, chunk_size):
-    """[k, B, D] -> [k / chunk, chunk, B, D]."""
-    return tf.reshape(eps, tf.concat([[-1, chunk_size], tf.shape(eps)[1:]], 0))
+def _noise(model, x, seed, first_index, num_samples, chunk_size):
+    """The standard-normal noise of examples first_index.., [num_chunks, chunk, B, D]."""
+    num_chunks = math.ceil(num_samples / chunk_size)
+    eps = _per_example_noise(seed, tf.cast(first_index, tf.int32), tf.shape(x)[0], num_samples,
+                             model.latent_dim, x.dtype, num_chunks * chunk_size)
+    return tf.reshape(eps, tf.concat([[num_chunks, chunk_size], tf.shape(eps)[1:]], 0))
+
+
+def _sizes(num_samples, chunk_size):
+    num_samples = validation.positive_int(num_samples, "num_samples")
+    return num_samples, min(validation.positive_int(chunk_size, "chunk_size"), num_samples)
+
+
+def _seed(model, seed):
+    """A stateless int32 [2] seed: `seed` as given, or a fresh one from the model."""
+    if seed is None:
+        return model._seed()  # pylint: disable=protected-access
+    return stateless_seed(seed)
+
+
+def log_likelihood_batch(model, x, num_samples=1000, chunk_size=100, seed=None,
+                         first_index=0):
+    """The importance-weighted estimate of log p(x) for one batch, [B] nats.
+
+    The same draws as `log_likelihood` gives examples first_index.. first_index + B - 1 for
+    the same seed, so a batch evaluated alone (or inside a SavedModel signature) reproduces
+    the full evaluation. Usable inside a `tf.function`: `seed` may be an int32 [2] tensor
+    and `first_index` an int32 scalar tensor; `num_samples` and `chunk_size` are Python ints
+    (they fix the graph's shapes).
+
+    Args:
+        model: a `tfvae.VAE` or any model with `encode`/`proposal`, `decode`, `prior`,
+            `latent_dim`.
+        x: images [B, H, W, C].
+        num_samples: k, importance samples per example. Default value: 1000.
+        chunk_size: samples per step of the running logsumexp. Default value: 100.
+        seed: int or stateless seed int32 [2]; None draws one from the model's generator.
+        first_index: the index in the evaluation of the batch's first example. Default
+            value: 0.
+    """
+    num_samples, chunk_size = _sizes(num_samples, chunk_size)
+    x = tf.convert_to_tensor(x, dtype_hint=tf.float32)
+    seed = _seed(model, seed)
+    eps = _noise(model, x, seed, first_index, num_samples, chunk_size)
+    return _iwae_batch(model, x, eps, seed, num_samples, chunk_size)
 
 
 def _reparameterizable(r):
@@ -117,11 +158,9 @@ def _logmeanexp_chunks(log_weights, x, num_samples, chunk_size):
 
 def _run(model, estimator, x, num_samples, batch_size, chunk_size, seed, jit_compile):
     x = model._check_x(x)  # pylint: disable=protected-access
-    num_samples = _check_positive(num_samples, "num_samples")
-    batch_size = _check_positive(batch_size, "batch_size")
-    chunk_size = min(_check_positive(chunk_size, "chunk_size"), num_samples)
-    seed = stateless_seed(seed) if seed is not None else model._seed()  # pylint: disable=protected-access
-    padded = math.ceil(num_samples / chunk_size) * chunk_size
+    num_samples, chunk_size = _sizes(num_samples, chunk_size)
+    batch_size = validation.positive_int(batch_size, "batch_size")
+    seed = _seed(model, seed)
     # One compiled function per (estimator, k, chunk) per model: repeated calls don't retrace.
     # The noise is drawn outside XLA: XLA's RNG kernels give other numbers for the same
     # stateless seed, and the estimate must not depend on jit_compile.
@@ -129,9 +168,7 @@ def _run(model, estimator, x, num_samples, batch_size, chunk_size, seed, jit_com
     key = (estimator.__name__, num_samples, chunk_size, jit_compile)
     if key not in cache:
         def noise(xb, s, first):
-            eps = _per_example_noise(s, first, tf.shape(xb)[0], num_samples, model.latent_dim,
-                                     xb.dtype, padded)
-            return _chunked(eps, chunk_size)
+            return _noise(model, xb, s, first, num_samples, chunk_size)
 
         def estimate(xb, eps, s):
             return estimator(model, xb, eps, s, num_samples, chunk_size)
