@@ -61,6 +61,9 @@ def argument_help(cls):
             text = line.strip()
             if indent <= 0 and not text.startswith(("**", "*")) and ":" not in text:
                 break
+            if text.startswith("*"):
+                current = None
+                continue
             head, _, rest = text.partition(":")
             names = [n.strip() for n in head.split(",")]
             if rest and all(n.isidentifier() for n in names) and indent <= 4:

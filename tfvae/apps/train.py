@@ -2,12 +2,15 @@
 
     python -m tfvae.apps.train                       # full-covariance VAE on Fashion-MNIST
     python -m tfvae.apps.train --config apps/vae_normal.toml --epochs 20
-    python -m tfvae.apps.train --model NAME --help   # NAME's own flags too
+    python -m tfvae.apps.train --model NAME --help   # NAME's arguments as flags too
+    python -m tfvae.apps.train --set posterior.offdiag_scale=1e-2 --set model.latent_dim=16
 
 Defaults: Fashion-MNIST binarized at 0.5 (the benchmark protocol's FMNIST-bin), a VAE with
 a full-covariance Gaussian posterior and a Bernoulli decoder, latent 32, MLP 784-512-256,
-Adam 1e-3, batch 128, 10 epochs, the train step XLA-compiled. Settings come from the flags,
-then the `--config` TOML preset (keys = flag names with '_'), then these defaults.
+Adam 1e-3, batch 128, 10 epochs, the train step XLA-compiled. Settings come from `--set`
+and the flags, then the `--config` TOML preset (run settings at its top level, the model in
+its [model], [posterior], [likelihood], [prior] tables and [[terms]]; see `tfvae.recipe`),
+then the defaults.
 
 Outputs, for run NAME (default: derived from the settings, so the same command finds the
 same run):
@@ -25,19 +28,17 @@ Resuming: re-running a killed command restores the last checkpoint (epoch end, o
 order is a function of (seed, epoch) and a run stopped mid-epoch skips the batches it
 already trained. `--fresh` deletes the run's checkpoints and logs first.
 
-Hooks (no edit here needed for a new model or callback):
-- a model registered in `tfvae.registry.MODELS` is selectable by `--model`; its classmethods
-  `add_arguments(parser)` and `kwargs_from_args(args)` add flags (valid preset keys too)
-  and turn them into constructor kwargs. `args` also carries `dataset_size` (the number of
-  training examples) and `steps_per_epoch`.
-- `model.extra_callbacks(context)` and `tfvae.callbacks.register_callback` add Keras
-  callbacks (see tfvae/callbacks.py).
+Hooks (no edit here needed for a new component): every registered model, posterior,
+likelihood, prior and term is selectable by name, its constructor arguments are preset keys
+and `--set` paths (a model's are flags too); `tfvae.callbacks.register_callback` adds Keras
+callbacks (see tfvae/callbacks/).
 
 Exit codes: 0 done, 2 bad input (one line on stderr), 130 interrupted (resume by
 re-running).
 """
 
-import dataclasses
+import difflib
+import hashlib
 import json
 import math
 import os
@@ -49,12 +50,15 @@ import numpy as np
 
 import tfvae  # registers every model, posterior, likelihood and callback
 from tfvae import callbacks as callbacks_lib
+from tfvae import components
 from tfvae import config as config_lib
 from tfvae import export
+from tfvae import recipe as recipe_lib
 from tfvae._tf import tf, tfk
 from tfvae.apps import _cli
+from tfvae.apps import _flags
 from tfvae.apps import tensorboard as tensorboard_app
-from tfvae.registry import ARCHITECTURES, LIKELIHOODS, MODELS, POSTERIORS
+from tfvae.registry import MODELS
 
 PROG = "tfvae-train"
 RUN_FILE = "run.json"
@@ -69,56 +73,92 @@ LABEL_NAMES = {
 
 # ---------------------------------------------------------------------------- arguments
 
-def build_parser(model_cls=None, model_name=None):
-    """The full parser: the core flags (TrainConfig) plus `model_cls.add_arguments`'s."""
+def build_parser(model_cls):
+    """Run-setting flags (TrainConfig), the model's arguments as flags (from its
+    constructor's signature), component names, and `--set PATH=VALUE`."""
     parser = _cli.ArgumentParser(
         prog=PROG, description=__doc__.splitlines()[0],
-        epilog="Model-specific flags: --model NAME --help. Presets: apps/*.toml.",
-        # A model may redefine a core flag (say its own --beta); its definition wins.
-        conflict_handler="resolve")
+        epilog="Any component argument: --set posterior.offdiag_scale=1e-2 (see README, "
+               "'Presets'). Presets: apps/*.toml.")
     parser.add_argument("--config", metavar="TOML",
-                        help="a preset of settings (flags override it), e.g. apps/vae.toml")
-    config_lib.TrainConfig.add_arguments(parser)
-    if model_cls is not None and hasattr(model_cls, "add_arguments"):
-        model_cls.add_arguments(parser)
+                        help="a preset (apps/*.toml); flags and --set override it")
+    parser.add_argument("--model", metavar="NAME", choices=MODELS.names(),
+                        help=f"the model recipe, one of {MODELS.names()} (default: vae); "
+                             "its arguments are listed below with --model NAME --help")
+    for table, registry in recipe_lib.TABLES.items():
+        parser.add_argument(f"--{table}", metavar="NAME", choices=registry.names(),
+                            help=f"the {table}, one of {registry.names()} (default: the "
+                                 "model's); its arguments: --set " + table + ".ARG=VALUE")
+    parser.add_argument("--set", metavar="PATH=VALUE", action="append", default=[],
+                        help="set any setting or component argument, e.g. epochs=3, "
+                             "model.latent_dim=16, posterior.offdiag_scale=1e-2, "
+                             "terms.1.weight=4 (values are TOML literals)")
+    run = parser.add_argument_group("run settings")
+    for name, default, help_text, kind, choices in config_lib.TrainConfig.fields():
+        _flags.add(run, name, default, help_text, kind=kind, choices=choices)
+    model = parser.add_argument_group(f"model {model_cls.registry_name!r} "
+                                      f"({model_cls.__name__}) arguments")
+    helps = components.argument_help(model_cls)
+    for name, default in recipe_lib.model_arguments(model_cls).items():
+        _flags.add(model, name, default, helps.get(name, ""), dest=f"model.{name}")
     return parser
 
 
 def parse(argv):
-    """argv -> (TrainConfig, model class, merged namespace). Raises UsageError."""
+    """argv -> (TrainConfig, Recipe, namespace). Raises UsageError."""
     pre = _cli.ArgumentParser(prog=PROG, add_help=False)
     pre.add_argument("--config")
     pre.add_argument("--model")
     known, _ = pre.parse_known_args(argv)
-    raw = {}
+    tree = {}
     if known.config is not None:
         try:
-            raw = config_lib.load_toml(known.config)
+            tree = config_lib.load_toml(known.config)
         except config_lib.ConfigError as e:
             raise _cli.UsageError(str(e)) from None
-    model_name = known.model if known.model is not None else raw.get(
-        "model", config_lib.TrainConfig.model)
-    if not isinstance(model_name, str):
-        raise _cli.UsageError(f"{known.config!r}: `model` must be a string; got {model_name!r}.")
-    with _cli.user_errors():
-        model_cls = MODELS.get(model_name)
-    parser = build_parser(model_cls, model_name)
-    preset = _cli.load_preset(parser, known.config) if known.config is not None else None
-    args, _ = _cli.parse_with_preset(parser, argv, preset)
-    with _cli.user_errors():
-        cfg = config_lib.TrainConfig.from_mapping(vars(args)).validate()
-    return cfg, model_cls, args
-
-
-def check_names(cfg):
-    """Dataset and component names, checked against the registries before any work."""
+    where = f"{known.config!r}" if known.config else "the settings"
+    tree.setdefault("model", {})
+    if not isinstance(tree["model"], dict):
+        raise _cli.UsageError(f"{where}: `model` must be a table ([model] with a name); got "
+                              f"{tree['model']!r}.")
+    if known.model is not None:
+        tree["model"]["name"] = known.model
+    with _cli.user_errors(f"{where}: "):
+        model_cls = MODELS.get(tree["model"].get("name", "vae"))
+    args = build_parser(model_cls).parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in (
+        "config", "set", "model", *recipe_lib.TABLES)}
+    for key, value in given.items():
+        recipe_lib.set_path(tree, key, value)
+    for table in recipe_lib.TABLES:
+        name = getattr(args, table)
+        if name is not None and (tree.get(table) or {}).get("name") != name:
+            tree[table] = {"name": name}
+    with _cli.user_errors("--set: "):
+        for item in args.set:
+            path, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"{item!r} is not PATH=VALUE (e.g. posterior.offdiag_scale="
+                                 "1e-2).")
+            recipe_lib.set_path(tree, path.strip(), recipe_lib.parse_value(value.strip()))
+    run = {k: v for k, v in tree.items() if k not in ("model", *recipe_lib.COMPONENTS)}
+    allowed = config_lib.TrainConfig.keys()
+    for key in run:
+        if key not in allowed:
+            hint = difflib.get_close_matches(key, allowed + list(recipe_lib.COMPONENTS), n=1)
+            raise _cli.UsageError(
+                f"unknown key {key!r} in {where}" + (f" (did you mean {hint[0]!r}?)" if hint
+                                                     else "")
+                + f"; run settings are {sorted(allowed)}, the model's arguments go in "
+                "[model], [posterior], [likelihood], [prior] and [[terms]].")
+    with _cli.user_errors(f"{where}: "):
+        cfg = config_lib.TrainConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                        for k, v in run.items()}).validate()
+        recipe = recipe_lib.Recipe.from_tree(tree)
     if cfg.dataset not in tfvae.data.DATASETS:
         raise _cli.UsageError(f"Unknown dataset {cfg.dataset!r}; expected one of "
                               f"{list(tfvae.data.DATASETS)}.")
-    with _cli.user_errors():
-        POSTERIORS.get(cfg.posterior)
-        LIKELIHOODS.get(cfg.likelihood)
-        ARCHITECTURES.get(cfg.architecture)
+    return cfg, recipe, args
 
 
 # ---------------------------------------------------------------------------- data
@@ -130,9 +170,9 @@ class Data:
     (seed, e, batch), so any epoch (or its tail) can be rebuilt after a restart.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, likelihood):
         self.cfg = cfg
-        self.binarize = cfg.resolved_binarize
+        self.binarize = cfg.resolved_binarize(likelihood)
         with _cli.user_errors():
             train_x, _ = tfvae.data.load_arrays(cfg.dataset, "train")
             test_x, test_y = tfvae.data.load_arrays(cfg.dataset, "test")
@@ -185,7 +225,7 @@ class Data:
 
 # ---------------------------------------------------------------------------- run directory
 
-def prepare_run_dir(cfg, run_dir, identity, out=print):
+def prepare_run_dir(cfg, run_dir, identity, record, out=print):
     """Creates (or with --fresh, resets) the run directory; refuses a foreign one."""
     run_file = os.path.join(run_dir, RUN_FILE)
     if os.path.isdir(run_dir) and os.listdir(run_dir) and not os.path.exists(run_file):
@@ -208,28 +248,50 @@ def prepare_run_dir(cfg, run_dir, identity, out=print):
         return
     os.makedirs(run_dir, exist_ok=True)
     with open(run_file + ".tmp", "w") as f:
-        json.dump({"identity": identity, "config": cfg.to_dict()}, f, indent=2, default=str)
+        json.dump({"identity": identity, **record}, f, indent=2, default=str)
     os.replace(run_file + ".tmp", run_file)
 
 
 # ---------------------------------------------------------------------------- training
 
-def build_model(cfg, model_cls, args, image_shape):
-    kwargs = {"latent_dim": cfg.latent_dim, "posterior": cfg.posterior_spec(),
-              "likelihood": cfg.likelihood_spec(), "input_shape": image_shape,
-              "architecture": cfg.architecture, "hidden_units": cfg.hidden_units,
-              "beta": cfg.beta, "kl": cfg.kl, "num_samples": cfg.num_samples,
-              "seed": cfg.seed}
-    if cfg.objective != "elbo":
-        # Only the VAE family takes `objective`; other models keep their own default.
-        kwargs["objective"] = cfg.objective
-    model_kwargs = {}
-    if hasattr(model_cls, "kwargs_from_args"):
-        with _cli.user_errors():
-            model_kwargs = dict(model_cls.kwargs_from_args(args) or {})
-    with _cli.user_errors(f"cannot build model {cfg.model!r}: "):
-        model = model_cls(**{**kwargs, **model_kwargs})
-    return model, model_kwargs
+def build_model(cfg, recipe, data):
+    """The untrained model for `data`; UsageError for arguments a constructor refuses."""
+    with _cli.user_errors(f"cannot build model {recipe.name!r}: "):
+        return recipe.build(data.image_shape, cfg.seed, dataset_size=data.num_train)
+
+
+def run_identity(cfg, recipe, data):
+    """What defines the run: the run settings that change training, and the recipe."""
+    return {"run": {**cfg.identity(), "binarize": data.binarize or "none"},
+            "recipe": recipe.to_dict()}
+
+
+def default_run_name(cfg, recipe, model, identity):
+    """`<model>-<dataset>-<likelihood>-z<D>-<6 hex of the identity>`: the same settings
+    give the same name, so re-running a command resumes its run."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()) \
+        .hexdigest()[:6]
+    likelihood = model.likelihood.registry_name
+    return f"{recipe.name}-{cfg.dataset}-{likelihood}-z{model.latent_dim}-{digest}"
+
+
+def load_run(run_dir):
+    """(model, metadata) of a run directory: the model rebuilt from run.json, its latest
+    checkpoint restored (for `tfvae.apps.evaluate --model runs/RUN`)."""
+    with open(os.path.join(run_dir, RUN_FILE)) as f:
+        run = json.load(f)
+    if "recipe" not in run:
+        raise ValueError(f"{run_dir}/{RUN_FILE} predates recipes (no 'recipe'); re-train it.")
+    recipe = recipe_lib.Recipe.from_tree(run["recipe"])
+    model = recipe.build(run["data"]["image_shape"], run["config"]["seed"],
+                         dataset_size=run["data"]["train_examples"])
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if latest is None:
+        raise ValueError(f"run {run_dir!r} has no checkpoint yet")
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    meta = {"config": run["config"], "dataset": run["data"], "recipe": run["recipe"],
+            "model": {"name": recipe.name, "config": model.get_config()}}
+    return model, meta
 
 
 class Result:
@@ -239,25 +301,23 @@ class Result:
         self.__dict__.update(kwargs)
 
 
-def train(cfg, model_cls, args, out=print):
+def train(cfg, recipe, args=None, out=print):
     """Runs everything after parsing; returns a `Result`. Raises UsageError on bad input."""
-
-
+    del args  # everything is in cfg and recipe
     tfk.utils.set_random_seed(cfg.seed)
-    data = Data(cfg)
-    args.dataset_size = data.num_train
-    args.steps_per_epoch = data.steps_per_epoch
-    model, model_kwargs = build_model(cfg, model_cls, args, data.image_shape)
-    if getattr(model, "hidden_units", None) is not None:
-        # The architecture's default widths, spelled out: `--hidden-units 512 256` and no
-        # flag are the same run.
-        cfg = dataclasses.replace(cfg, hidden_units=tuple(model.hidden_units))
-    run_name = cfg.run_name or cfg.default_run_name(model_kwargs)
+    data = Data(cfg, recipe.default("likelihood"))
+    model = build_model(cfg, recipe, data)
+    identity = run_identity(cfg, recipe, data)
+    run_name = cfg.run_name or default_run_name(cfg, recipe, model, identity)
     run_dir = os.path.join(cfg.logdir, run_name)
     export_path = os.path.join(cfg.export_dir, run_name)
-    resolved = {**cfg.to_dict(), "binarize": data.binarize or "none", "run_name": run_name,
-                "model_kwargs": config_lib.jsonable(model_kwargs)}
-    prepare_run_dir(cfg, run_dir, cfg.identity(model_kwargs), out)
+    resolved = {**cfg.to_dict(), "binarize": data.binarize or "none", "run_name": run_name}
+    data_info = {"name": cfg.dataset, "binarize": data.binarize or "none",
+                 "train_examples": data.num_train,
+                 "test_examples": int(len(data.test_images)),
+                 "image_shape": list(data.image_shape)}
+    prepare_run_dir(cfg, run_dir, identity, {"config": resolved, "recipe": recipe.to_dict(),
+                                              "data": data_info}, out)
 
     model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), jit_compile=cfg.jit,
                   steps_per_execution=cfg.steps_per_execution)
@@ -283,7 +343,7 @@ def train(cfg, model_cls, args, out=print):
                 f"done, optimizer step {iterations}.")
     else:
         first_epoch, skip = 0, 0
-        out(f"Starting run {run_name!r}: {cfg.model} on {cfg.dataset} ({data.num_train} "
+        out(f"Starting run {run_name!r}: {recipe.name} on {cfg.dataset} ({data.num_train} "
             f"training images, {data.steps_per_epoch} steps per epoch), logs in {run_dir}")
 
     url = None
@@ -306,8 +366,11 @@ def train(cfg, model_cls, args, out=print):
                  # after the extras, which may add entries to the epoch's logs
                  callbacks_lib.EpochScalarsCallback(context),
                  checkpointer]  # last: a saved epoch has all its logs
-    callbacks_lib.write_hparams(run_dir, {k: v for k, v in resolved.items()
-                                          if k in config_lib.TrainConfig.keys()}, run_name)
+    hparams = {k: v for k, v in resolved.items() if k in config_lib.TrainConfig.keys()}
+    hparams.update({"model": recipe.name, "posterior": model.posterior.registry_name,
+                    "likelihood": model.likelihood.registry_name,
+                    "latent_dim": model.latent_dim})
+    callbacks_lib.write_hparams(run_dir, hparams, run_name)
 
     fit = dict(validation_data=data.validation, callbacks=callbacks, verbose=cfg.verbose)
     t0 = time.perf_counter()
@@ -333,11 +396,7 @@ def train(cfg, model_cls, args, out=print):
 
     metrics = model.evaluate(data.validation, return_dict=True, verbose=0)
     metrics = {k: float(v) for k, v in metrics.items()}
-    meta = {"config": resolved,
-            "dataset": {"name": cfg.dataset, "binarize": data.binarize or "none",
-                        "train_examples": data.num_train,
-                        "test_examples": int(len(data.test_images)),
-                        "image_shape": list(data.image_shape)},
+    meta = {"config": resolved, "recipe": recipe.to_dict(), "dataset": data_info,
             "metrics": {"test": metrics, "epochs": int(epoch_var.numpy()),
                         "optimizer_steps": int(model.optimizer.iterations.numpy())},
             "run_dir": os.path.abspath(run_dir)}
@@ -387,7 +446,7 @@ def summary(cfg, result):
     if "elbo" in m:
         pixels = math.prod(result.data.image_shape)
         extra = ""
-        if cfg.likelihood == "bernoulli" and result.data.binarize:
+        if result.model.likelihood.registry_name == "bernoulli" and result.data.binarize:
             extra = f" ({-m['elbo'] / (pixels * math.log(2)):.4f} bits/dim)"
         lines.append(f"Test ELBO: {m['elbo']:.2f} nats per image{extra}; "
                      + ", ".join(f"{k} {v:.2f}" for k, v in m.items() if k != "elbo"))
@@ -414,15 +473,13 @@ def summary(cfg, result):
 
 
 def _main(argv):
-    cfg, model_cls, args = parse(argv)
-    check_names(cfg)
+    cfg, recipe, args = parse(argv)
     _cli.check_writable_dir(cfg.logdir, "--logdir")
     _cli.check_writable_dir(cfg.export_dir, "--export-dir")
     if cfg.dry_run:
-        shown = {k: v for k, v in vars(args).items() if k != "config"}
-        print(json.dumps(shown, indent=2, default=str))
+        print(json.dumps({**cfg.to_dict(), **recipe.to_dict()}, indent=2, default=str))
         return 0
-    result = train(cfg, model_cls, args, out=lambda s: print(s, flush=True))
+    result = train(cfg, recipe, out=lambda s: print(s, flush=True))
     print(summary(cfg, result), flush=True)
     if result.url:
         print(f"TensorBoard is still serving at {result.url}; press Ctrl-C to stop.",

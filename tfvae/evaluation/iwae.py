@@ -31,6 +31,7 @@ import numpy as np
 
 from tfvae import validation
 from tfvae._tf import tf, tfd, tfp
+from tfvae.models._inputs import check_images
 from tfvae.seeds import stateless_seed
 
 
@@ -72,7 +73,7 @@ def _sizes(num_samples, chunk_size):
 def _seed(model, seed):
     """A stateless int32 [2] seed: `seed` as given, or a fresh one from the model."""
     if seed is None:
-        return model._seed()  # pylint: disable=protected-access
+        return model.next_seed()
     return stateless_seed(seed)
 
 
@@ -157,7 +158,7 @@ def _logmeanexp_chunks(log_weights, x, num_samples, chunk_size):
 
 
 def _run(model, estimator, x, num_samples, batch_size, chunk_size, seed, jit_compile):
-    x = model._check_x(x)  # pylint: disable=protected-access
+    x = check_images(model, x)
     num_samples, chunk_size = _sizes(num_samples, chunk_size)
     batch_size = validation.positive_int(batch_size, "batch_size")
     seed = _seed(model, seed)

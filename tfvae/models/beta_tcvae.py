@@ -31,7 +31,7 @@ class BetaTCVAE(VAE):
             Gaussian.
     """
 
-    derived = ("terms", "beta")
+    derived = ("terms", "beta", "objective")
 
     def __init__(self, mi_weight=1.0, tc_weight=6.0, dim_kl_weight=1.0, estimator="mss",
                  **kwargs):

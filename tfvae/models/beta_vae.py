@@ -28,7 +28,7 @@ class BetaVAE(VAE):
         **kwargs: the `VAE` arguments.
     """
 
-    derived = ("terms",)
+    derived = ("terms", "objective")
 
     def __init__(self, beta=4.0, warmup_steps=None, **kwargs):
         beta = validation.non_negative(beta, "beta")

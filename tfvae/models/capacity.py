@@ -26,7 +26,7 @@ class CapacityVAE(VAE):
         **kwargs: the `VAE` arguments.
     """
 
-    derived = ("terms", "beta")
+    derived = ("terms", "beta", "objective")
 
     def __init__(self, gamma=1000.0, capacity_max=25.0, capacity_steps=100000, **kwargs):
         super().__init__(terms=["reconstruction", {

@@ -26,7 +26,7 @@ class FactorVAE(VAE):
         **kwargs: the `VAE` arguments (`beta` weights the KL; default 1, as in the paper).
     """
 
-    derived = ("terms",)
+    derived = ("terms", "objective")
 
     def __init__(self, tc_weight=10.0, discriminator_lr=1e-4, discriminator_units=(256, 256),
                  beta=1.0, **kwargs):

@@ -27,7 +27,7 @@ class InfoVAE(VAE):
         **kwargs: the `VAE` arguments.
     """
 
-    derived = ("terms", "beta")
+    derived = ("terms", "beta", "objective")
 
     def __init__(self, alpha=0.0, lambda_mmd=1000.0, kernel="rbf", kernel_bandwidth=None,
                  **kwargs):

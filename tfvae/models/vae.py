@@ -213,9 +213,15 @@ class VAE(tfk.Model):
                              "importance distribution, so log p(x) is not estimated for it.")
         return r
 
-    def _seed(self):
+    def next_seed(self):
         """A fresh stateless seed (int32 [2]) from the model's generator."""
         return self.rng.uniform_full_int([2], dtype=tf.int32)
+
+    _seed = next_seed
+
+    def check_inputs(self, x):
+        """`x` as float images of this model's shape, or a one-line TypeError/ValueError."""
+        return _inputs.check_images(self, x)
 
     def _rate(self, fwd):
         if self.has_density:
