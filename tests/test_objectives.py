@@ -78,7 +78,7 @@ def test_capacity_target_and_gradient_sign_flip():
 def test_capacity_model_gradient_flips_with_the_target(synthetic_batch):
     """Through the real encoder: the capacity term's gradient is +- the KL's gradient."""
     model = MODELS.get("capacity")(gamma=5.0, capacity_max=50.0, capacity_steps=1000, **SMALL)
-    term = model.capacity_term
+    term = model.terms[1]
     variables = model.posterior.trainable_variables
     fwd = model.forward(synthetic_batch[:16])
     kl = float(tf.reduce_mean(fwd.rate))
@@ -156,7 +156,7 @@ def test_kernel_errors():
     with pytest.raises(ValueError,
                        match=r"`kernel` must be one of \['imq', 'rbf'\]; got 'laplace'"):
         kernels.mmd(np.zeros((4, 2)), np.zeros((4, 2)), kernel="laplace")
-    with pytest.raises(ValueError, match="`bandwidth` must be a positive finite number"):
+    with pytest.raises(ValueError, match="`bandwidth` must be positive"):
         kernels.kernel_matrix(np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32),
                          bandwidth=-1.0)
     with pytest.raises(ValueError, match="same D"):
@@ -255,8 +255,10 @@ def test_minibatch_estimator_errors():
         aggregate.log_importance_weights(8, 4)
     with pytest.raises(ValueError, match="at least 2 examples"):
         aggregate.log_importance_weights(1, 100)
-    with pytest.raises(ValueError, match="`dataset_size`.*must be an int >= 2"):
+    with pytest.raises(TypeError, match="`dataset_size.*must be an int"):
         aggregate.log_importance_weights(8, 0.5)
+    with pytest.raises(ValueError, match="`dataset_size.*must be an int >= 2"):
+        aggregate.log_importance_weights(8, 1)
     with pytest.raises(TypeError, match="needs a Gaussian posterior"):
         aggregate.gaussian_marginals(tfd.VectorDeterministic(tf.zeros([2, 3])))
 
@@ -369,7 +371,7 @@ def test_ae_is_deterministic_and_has_no_elbo(synthetic_batch):
     losses = model.compute_losses(synthetic_batch)
     assert set(losses) == {"loss", "reconstruction"}
     np.testing.assert_allclose(losses["loss"].numpy(), losses["reconstruction"].numpy())
-    with pytest.raises(ValueError, match="ELBO is -inf"):
+    with pytest.raises(ValueError, match="the ELBO are undefined"):
         model.elbo(synthetic_batch)
     # A point mass has no density: its log_prob and KL refuse rather than return a
     # probability mass or TFP's cross-entropy "KL" -log p(loc).
@@ -412,31 +414,30 @@ def test_family_trains_on_synthetic_and_reports_metrics(name):
 
 
 @pytest.mark.parametrize("name,kwargs,error,match", [
-    ("beta_vae", {"beta": -1.0}, ValueError, "`beta` must be a non-negative number"),
+    ("beta_vae", {"beta": -1.0}, ValueError, "`beta` must be non-negative"),
     ("beta_vae", {"warmup_steps": 0}, ValueError, "`warmup_steps` must be a positive int"),
-    ("capacity", {"gamma": -2.0}, ValueError, "`gamma` must be a non-negative number"),
-    ("capacity", {"capacity_max": -1.0}, ValueError, r"`capacity_max` \(C_max, nats\) must be"),
+    ("capacity", {"gamma": -2.0}, ValueError, "`gamma` must be non-negative"),
+    ("capacity", {"capacity_max": -1.0}, ValueError, r"`capacity_max \(C_max, nats\)` must be"),
     ("capacity", {"capacity_steps": 0}, ValueError, "`capacity_steps` must be a positive int"),
     ("beta_tcvae", {}, ValueError, "needs `dataset_size`"),
     ("beta_tcvae", {"dataset_size": 100, "tc_weight": -1.0}, ValueError,
-     "`tc_weight` must be a non-negative"),
+     "`tc_weight` must be non-negative"),
     ("beta_tcvae", {"dataset_size": 100, "estimator": "is"}, ValueError,
-     "`estimator` must be one of"),
+     r"`estimator` must be one of \['mss', 'mws'\]"),
     ("beta_tcvae", {"dataset_size": 100, "posterior": "deterministic"}, TypeError,
      "needs a Gaussian posterior"),
     ("info_vae", {"kernel": "laplace"}, ValueError, r"`kernel` must be one of \['imq', 'rbf'\]"),
-    ("info_vae", {"alpha": 1.5}, ValueError, "`alpha` must be <= 1"),
-    ("info_vae", {"lambda_mmd": 0.0}, ValueError, "`lambda_mmd` must be > 0"),
+    ("info_vae", {"alpha": 1.5}, ValueError, r"`alpha \(the KL weight is 1 - alpha\)` must be <= 1"),
+    ("info_vae", {"lambda_mmd": 0.0}, ValueError, "`lambda_mmd` must be positive"),
     ("info_vae", {"alpha": -2.0, "lambda_mmd": 1.0}, ValueError, "the MMD weight"),
-    ("factor_vae", {"tc_weight": -1.0}, ValueError, "`tc_weight` must be a non-negative"),
-    ("factor_vae", {"discriminator_lr": 0.0}, ValueError,
-     "`discriminator_lr` must be a positive finite number"),
+    ("factor_vae", {"tc_weight": -1.0}, ValueError, "`tc_weight` must be non-negative"),
+    ("factor_vae", {"discriminator_lr": 0.0}, ValueError, "`discriminator_lr` must be positive"),
     ("ae", {"posterior": "diagonal"}, ValueError, "`posterior` must be 'deterministic'"),
-    ("beta_vae", {"terms": ["reconstruction"]}, TypeError, "sets its own objective terms"),
-    ("beta_vae", {"objective": "iwae"}, ValueError, "`objective` must be 'elbo'"),
+    ("beta_vae", {"terms": ["reconstruction"]}, TypeError, "multiple values for keyword argument 'terms'"),
+    ("beta_vae", {"objective": "iwae"}, ValueError, "`objective` does not apply to model 'beta_vae'"),
     ("capacity", {"beta": 4.0}, ValueError, "`beta` does not apply to model 'capacity'"),
-    ("ae", {"beta": 2.0}, ValueError, "`beta` does not apply to model 'ae'"),
-    ("ae", {"num_samples": 3}, ValueError, "`num_samples` must be 1"),
+    ("ae", {"beta": 2.0}, ValueError, "`beta` does not apply"),
+    ("ae", {"num_samples": 3}, ValueError, "`num_samples` does not apply"),
 ])
 def test_bad_hyperparameters(name, kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -458,11 +459,11 @@ def test_bad_schedules(kwargs, match):
 def test_bad_terms():
     with pytest.raises(ValueError, match="needs `dataset_size`"):
         TERMS.get("tc")()
-    with pytest.raises(ValueError, match="`capacity_max`"):
+    with pytest.raises(ValueError, match="`capacity_max \\(C_max, nats\\)` must be non-negative"):
         TERMS.get("capacity")(capacity_max=-3.0)
     with pytest.raises(ValueError, match="`steps` must be a positive int"):
         TERMS.get("capacity")(steps=0)
-    with pytest.raises(ValueError, match="`weight` must be a non-negative"):
+    with pytest.raises(ValueError, match="`weight` must be non-negative"):
         TERMS.get("mmd")(weight=-1.0)
     with pytest.raises(ValueError, match=r"`kernel` must be one of"):
         TERMS.get("mmd")(kernel="gauss")
@@ -484,16 +485,15 @@ TINY_APP = ["--dataset", "synthetic", "--latent-dim", "4", "--hidden-units", "32
     ("beta_tcvae", {"tc_weight": 6.0, "estimator": "mss", "dataset_size": 60000}),
     ("info_vae", {"alpha": 0.0, "lambda_mmd": 1000.0, "kernel": "rbf"}),
     ("factor_vae", {"tc_weight": 10.0, "discriminator_lr": 1e-4}),
-    ("ae", {"posterior": "deterministic"}),
+    ("ae", {"posterior": {"name": "deterministic"}}),
 ])
 def test_presets_build_their_models(preset, expected):
     from tfvae.apps import train as train_app
-    cfg, model_cls, args = train_app.parse(["--config", os.path.join(APPS, f"{preset}.toml"),
-                                            "--latent-dim", "4", "--hidden-units", "32"])
-    args.dataset_size = 60000            # what the app sets from the training split
-    model, _ = train_app.build_model(cfg, model_cls, args, (28, 28, 1))
+    _, recipe, _ = train_app.parse(["--config", os.path.join(APPS, f"{preset}.toml"),
+                                    "--latent-dim", "4", "--hidden-units", "32"])
+    model = recipe.build((28, 28, 1), seed=0, dataset_size=60000)
     config = model.get_config()
-    assert model.registry_name == cfg.model
+    assert model.registry_name == recipe.name
     assert {k: config[k] for k in expected} == expected
 
 
@@ -502,10 +502,9 @@ def test_app_flags_reach_the_models():
     from tfvae.apps import train as train_app
 
     def build(argv):
-        cfg, model_cls, args = train_app.parse(argv + ["--latent-dim", "4",
-                                                       "--hidden-units", "32"])
-        args.dataset_size = 1000
-        return train_app.build_model(cfg, model_cls, args, (28, 28, 1))[0].get_config()
+        cfg, recipe, _ = train_app.parse(argv + ["--latent-dim", "4", "--hidden-units", "32"])
+        data = types.SimpleNamespace(image_shape=(28, 28, 1), num_train=1000)
+        return train_app.build_model(cfg, recipe, data).get_config()
 
     assert build(["--model", "beta_vae"])["beta"] == 4.0     # the model's default beta
     assert build(["--model", "beta_vae", "--beta", "2", "--warmup-steps", "10"])["beta"] == 2.0
@@ -515,9 +514,9 @@ def test_app_flags_reach_the_models():
             config["dataset_size"]) == (3.0, 0.5, "mws", 1000)
     assert build(["--model", "info_vae", "--kernel", "imq", "--alpha", "0.5"])["kernel"] == "imq"
     assert build(["--model", "factor_vae", "--tc-weight", "2"])["tc_weight"] == 2.0
-    assert build(["--model", "ae"])["posterior"] == "deterministic"
+    assert build(["--model", "ae"])["posterior"] == {"name": "deterministic"}
     for argv, match in ((["--model", "ae", "--posterior", "diagonal"], "must be 'deterministic'"),
-                        (["--model", "capacity", "--beta", "2"], "`beta` does not apply"),
+                        (["--model", "capacity", "--beta", "2"], "unrecognized arguments: --beta"),
                         (["--model", "info_vae", "--kernel", "rbf", "--alpha", "3"], "<= 1")):
         with pytest.raises(_cli.UsageError, match=match):
             build(argv)

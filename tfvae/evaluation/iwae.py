@@ -31,7 +31,6 @@ import numpy as np
 
 from tfvae import validation
 from tfvae._tf import tf, tfd, tfp
-from tfvae.models._inputs import check_images
 from tfvae.seeds import stateless_seed
 
 
@@ -77,6 +76,13 @@ def _seed(model, seed):
     return stateless_seed(seed)
 
 
+def _check_proposal(model):
+    posterior = getattr(model, "posterior", None)
+    if posterior is not None and not posterior.has_proposal:
+        raise ValueError(f"The {posterior.registry_name!r} posterior offers no importance "
+                         "sampling proposal, so log p(x) is not estimated for it.")
+
+
 def log_likelihood_batch(model, x, num_samples=1000, chunk_size=100, seed=None,
                          first_index=0):
     """The importance-weighted estimate of log p(x) for one batch, [B] nats.
@@ -97,6 +103,7 @@ def log_likelihood_batch(model, x, num_samples=1000, chunk_size=100, seed=None,
         first_index: the index in the evaluation of the batch's first example. Default
             value: 0.
     """
+    _check_proposal(model)
     num_samples, chunk_size = _sizes(num_samples, chunk_size)
     x = tf.convert_to_tensor(x, dtype_hint=tf.float32)
     seed = _seed(model, seed)
@@ -158,7 +165,7 @@ def _logmeanexp_chunks(log_weights, x, num_samples, chunk_size):
 
 
 def _run(model, estimator, x, num_samples, batch_size, chunk_size, seed, jit_compile):
-    x = check_images(model, x)
+    x = model.check_inputs(x)
     num_samples, chunk_size = _sizes(num_samples, chunk_size)
     batch_size = validation.positive_int(batch_size, "batch_size")
     seed = _seed(model, seed)
@@ -201,6 +208,7 @@ def log_likelihood(model, x, num_samples=1000, batch_size=100, chunk_size=100, s
     Returns:
         [B] float32, log p(x) in nats; the test NLL is its negated mean.
     """
+    _check_proposal(model)
     return _run(model, _iwae_batch, x, num_samples, batch_size, chunk_size, seed, jit_compile)
 
 

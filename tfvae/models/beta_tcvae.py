@@ -12,6 +12,7 @@ it). Chen et al. penalize only the TC (alpha = gamma = 1, beta > 1).
     arXiv:1802.04942, Eq. 4.
 """
 
+from tfvae import validation
 from tfvae._tf import tf
 from tfvae.aggregate import gaussian_marginals
 from tfvae.models.vae import VAE
@@ -38,6 +39,9 @@ class BetaTCVAE(VAE):
         if kwargs.get("dataset_size") is None:
             raise ValueError("Model 'beta_tcvae' needs `dataset_size`, the number of training "
                              "examples N (e.g. 60000 for Fashion-MNIST); got None.")
+        for key, value in (("mi_weight", mi_weight), ("tc_weight", tc_weight),
+                           ("dim_kl_weight", dim_kl_weight)):
+            validation.non_negative(value, key)
         super().__init__(terms=["reconstruction"] + [
             {"name": part, "weight": weight, "estimator": estimator}
             for part, weight in (("mi", mi_weight), ("tc", tc_weight),

@@ -10,6 +10,7 @@ The target C is reported as `capacity_target`.
 [1] Burgess et al. (2018), Understanding disentangling in beta-VAE, arXiv:1804.03599.
 """
 
+from tfvae import validation
 from tfvae.models.vae import VAE
 from tfvae.registry import MODELS
 
@@ -29,6 +30,8 @@ class CapacityVAE(VAE):
     derived = ("terms", "beta", "objective")
 
     def __init__(self, gamma=1000.0, capacity_max=25.0, capacity_steps=100000, **kwargs):
+        validation.non_negative(gamma, "gamma")
+        validation.positive_int(capacity_steps, "capacity_steps")
         super().__init__(terms=["reconstruction", {
             "name": "capacity", "weight": gamma, "capacity_max": capacity_max,
             "steps": capacity_steps}], **kwargs)

@@ -9,6 +9,7 @@ T is the term `factor_tc`'s critic, updated by `VAE.train_step` after the model'
 [1] Kim & Mnih (2018), Disentangling by Factorising, arXiv:1802.05983.
 """
 
+from tfvae import validation
 from tfvae.models.vae import VAE
 from tfvae.objectives.base import check_weight
 from tfvae.registry import MODELS
@@ -30,6 +31,8 @@ class FactorVAE(VAE):
 
     def __init__(self, tc_weight=10.0, discriminator_lr=1e-4, discriminator_units=(256, 256),
                  beta=1.0, **kwargs):
+        validation.non_negative(tc_weight, "tc_weight")
+        validation.positive(discriminator_lr, "discriminator_lr")
         super().__init__(beta=beta, terms=[
             "reconstruction", {"name": "kl", "weight": check_weight(beta, "beta")},
             {"name": "factor_tc", "weight": tc_weight, "hidden_units": discriminator_units,

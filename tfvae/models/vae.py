@@ -79,6 +79,12 @@ class VAE(tfk.Model):
                  num_samples=1, objective="elbo", terms=None, dataset_size=None, seed=None,
                  validate_args=False, name=None, **kwargs):
         super().__init__(name=name or getattr(self, "registry_name", "vae"), **kwargs)
+        given = {"beta": beta, "kl": kl, "objective": objective, "num_samples": num_samples}
+        for key, default in (("beta", 1.0), ("kl", "auto"), ("objective", "elbo"),
+                             ("num_samples", 1)):
+            if key in self.derived and given[key] != default:
+                raise ValueError(f"`{key}` does not apply to model {self.registry_name!r}, "
+                                 f"which sets it itself; got {given[key]!r}.")
         self.latent_dim = validation.positive_int(latent_dim, "latent_dim")
         self.image_shape = validation.image_shape(input_shape)
         self.kl = check_kl_mode(kl)
