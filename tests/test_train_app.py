@@ -141,7 +141,7 @@ def test_export_loads_without_tfvae_and_matches_the_model(trained, tmp_path):
     np.testing.assert_allclose(exported, library, rtol=1e-6)
 
     meta = json.loads(open(os.path.join(trained.export_path, "metadata.json")).read())
-    assert meta["config"]["latent_dim"] == 4 and meta["config"]["seed"] == 3
+    assert meta["recipe"]["model"]["latent_dim"] == 4 and meta["config"]["seed"] == 3
     assert meta["dataset"]["name"] == "synthetic" and meta["dataset"]["binarize"] == "static"
     assert meta["metrics"]["test"]["elbo"] == pytest.approx(trained.metrics["elbo"])
     assert meta["metrics"]["optimizer_steps"] == 12 and meta["metrics"]["epochs"] == 2
@@ -394,78 +394,56 @@ def test_sigkilled_run_resumes_from_its_last_checkpoint(tmp_path):
 # ---------------------------------------------------------------------------- presets and hooks
 
 def test_default_preset_is_the_bare_command_and_flags_override_it():
-    bare, _, _ = train_app.parse([])
-    preset, _, _ = train_app.parse(["--config", "apps/vae.toml"])
-    assert preset == config_lib.TrainConfig(hidden_units=(512, 256), binarize="static")
-    assert bare.identity() == {**preset.identity(), "hidden_units": None}
-    assert bare.resolved_binarize == "static" and bare.jit and bare.epochs == 10
-    normal, _, _ = train_app.parse(["--config", "apps/vae_normal.toml", "--latent-dim", "8",
-                                    "--no-jit"])
-    assert normal.likelihood_spec() == {"name": "normal", "scale": "per_pixel", "sigma": 0.1}
-    assert normal.resolved_binarize is None and normal.latent_dim == 8 and not normal.jit
-
-
-def test_preset_values_convert_like_flags(tmp_path):
-    parser = _cli.ArgumentParser()
-    parser.add_argument("--rate", type=float, default=0.5)
-    parser.add_argument("--widths", type=int, nargs="+", default=None)
-    parser.add_argument("--mode", choices=("a", "b"), default="a")
-    parser.add_argument("--flag", action="store_true")
-    path = tmp_path / "p.toml"
-    path.write_text('rate = 1\nwidths = [3, 4]\nmode = "b"\nflag = true\n')
-    args, given = _cli.parse_with_preset(parser, ["--mode", "a"], _cli.load_preset(parser, path))
-    assert (args.rate, args.widths, args.mode, args.flag) == (1.0, [3, 4], "a", True)
-    assert given == {"mode"}
-    for text, message in [('rate = "fast"', "`rate` must be a float"),
-                          ("widths = 3", "`widths` must be a list"),
-                          ("widths = [1.5]", "`widths` must be a int"),
-                          ('mode = "c"', "must be one of ['a', 'b']"),
-                          ('flag = "yes"', "`flag` must be true or false"),
-                          ("[table]\nrate = 1", "is a table"),
-                          ("rat = 1", "unknown key 'rat'")]:
-        path.write_text(text + "\n")
-        with pytest.raises(_cli.UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
-            _cli.load_preset(parser, path)
+    bare, bare_recipe, _ = train_app.parse([])
+    preset, recipe, _ = train_app.parse(["--config", "apps/vae.toml"])
+    assert preset == config_lib.TrainConfig(binarize="static")
+    assert bare.identity() == {**preset.identity(), "binarize": None}
+    assert bare.resolved_binarize("bernoulli") == "static" and bare.jit and bare.epochs == 10
+    built, default = (r.build((28, 28, 1), seed=0).get_config() for r in (recipe, bare_recipe))
+    assert built == default  # the preset spells out the defaults
+    normal, normal_recipe, _ = train_app.parse(["--config", "apps/vae_normal.toml",
+                                                "--latent-dim", "8", "--no-jit"])
+    assert normal_recipe.tables["likelihood"] == {"name": "normal", "scale": "per_pixel",
+                                                  "sigma": 0.1}
+    assert normal.resolved_binarize("normal") is None and not normal.jit
+    assert normal_recipe.model["latent_dim"] == 8
 
 
 @pytest.fixture
 def dummy_model():
-    """A registered model with its own flag and both hooks, removed afterwards."""
+    """A registered model with its own argument and a callback hook, removed afterwards."""
     seen = {}
 
     @MODELS.register("test_dummy")
     class Dummy(tfvae.VAE):
+        """Args:
+            gamma: a test hyperparameter.
+        """
+
         def __init__(self, gamma=1.0, **kwargs):
             super().__init__(**kwargs)
             self.gamma = gamma
-
-        @classmethod
-        def add_arguments(cls, parser):
-            parser.add_argument("--dummy-gamma", type=float, default=None, help="a test flag")
-
-        @classmethod
-        def kwargs_from_args(cls, args):
-            seen["dataset_size"] = getattr(args, "dataset_size", None)
-            return {} if args.dummy_gamma is None else {"gamma": args.dummy_gamma}
+            seen["dataset_size"] = kwargs.get("dataset_size")
 
         def extra_callbacks(self, context):
             seen["context"] = context
             return []
     yield Dummy, seen
-    del MODELS._entries["test_dummy"]  # pylint: disable=protected-access
+    MODELS.unregister("test_dummy")
 
 
 def test_registered_model_flags_presets_and_hooks(dummy_model, tmp_path, capsys):
     _, seen = dummy_model
     preset = tmp_path / "d.toml"
-    preset.write_text('model = "test_dummy"\ndummy_gamma = 1.5\nepochs = 1\n')
-    cfg, cls, args = train_app.parse(["--config", str(preset), "--dummy-gamma", "2.5"])
-    assert cls.__name__ == "Dummy" and args.dummy_gamma == 2.5 and cfg.epochs == 1
+    preset.write_text('epochs = 1\n[model]\nname = "test_dummy"\ngamma = 1.5\n')
+    cfg, recipe, _ = train_app.parse(["--config", str(preset), "--gamma", "2.5"])
+    assert recipe.model_cls.__name__ == "Dummy" and recipe.model["gamma"] == 2.5
+    assert cfg.epochs == 1
     assert train_app.main(["--config", str(preset), "--dry-run"]) == 0
-    assert '"dummy_gamma": 1.5' in capsys.readouterr().out
-    # The flag belongs to the model: for another model it is an unknown key.
+    assert '"gamma": 1.5' in capsys.readouterr().out
+    # The argument belongs to the model: for another model it is an unknown key.
     assert train_app.main(["--config", str(preset), "--model", "vae"]) == 2
-    assert "unknown key 'dummy_gamma'" in capsys.readouterr().err
+    assert "Unknown key 'gamma' in [model] (vae)" in capsys.readouterr().err
 
     result = run_in_process(["--config", str(preset), "--steps-per-epoch", "2"] +
                             [a for a in TINY if a not in ("--steps-per-epoch", "6")] +
@@ -492,21 +470,23 @@ def _bad_inputs(tmp_path, trained):
         (["--steps-per-execution", "0"],
          "`--steps-per-execution` must be a positive int; got 0."),
         (["--learning-rate", "0"], "`--learning-rate` must be positive"),
-        (["--posterior", "ful"], "Unknown posterior 'ful'"),
+        (["--posterior", "ful"], "argument --posterior: invalid choice: 'ful'"),
         (["--config", str(tmp_path / "missing.toml")], "not found"),
         (["--config", str(tmp_path / "bad.toml")], "is not valid TOML"),
         (["--config", str(tmp_path / "typo.toml")],
-         "unknown key 'latent_dims' in", "did you mean 'latent_dim'?"),
-        (["--config", str(tmp_path / "type.toml")], "`epochs` must be a int value; got 'ten'"),
+         "unknown key 'latent_dims' in", "did you mean 'latent_dim' in [model]?"),
+        (["--config", str(tmp_path / "type.toml")], "`--epochs` must be an int; got 'ten'"),
         (["--export-dir", str(tmp_path / "afile" / "sub")],
          "`--export-dir`", "is not a writable directory"),
         (["--logdir", str(tmp_path / "afile")], "`--logdir`", "is not a writable directory"),
-        (["--likelihood-scale", "fixed"], "applies to the normal likelihood only"),
+        (["--set", "likelihood.scale=fixed"], "Unknown key 'scale' in [likelihood] (bernoulli)"),
+        (["--set", "posterior.offdiag=1"], "allowed: ['init_scale', 'offdiag_scale']"),
+        (["--set", "epochs"], "is not PATH=VALUE"),
         (["--run-name", "a/b"], "`--run-name` must be a plain directory name"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (TINY + ["--latent-dim", "5", "--logdir", str(trained.root / "runs"),
                  "--run-name", trained.run_name],
-         "was started with different settings (latent_dim: 4 then, 5 now)"),
+         "was started with different settings (recipe: "),
     ]
 
 

@@ -130,7 +130,7 @@ class TrainConfig:
         value = self.learning_rate
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
                 or value != value or value == float("inf"):
-            raise ConfigError(f"`--learning-rate` must be a positive number; got {value!r}.")
+            raise ConfigError(f"`--learning-rate` must be positive; got {value!r}.")
         if self.run_name is not None and (not self.run_name or self.run_name in (".", "..")
                                           or "/" in self.run_name or "\\" in self.run_name):
             raise ConfigError(f"`--run-name` must be a plain directory name; got "

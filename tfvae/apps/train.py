@@ -145,10 +145,12 @@ def parse(argv):
     allowed = config_lib.TrainConfig.keys()
     for key in run:
         if key not in allowed:
-            hint = difflib.get_close_matches(key, allowed + list(recipe_lib.COMPONENTS), n=1)
+            model_keys = list(recipe_lib.model_arguments(model_cls))
+            hint = difflib.get_close_matches(key, allowed + model_keys, n=1)
+            where_hint = " in [model]" if hint and hint[0] in model_keys else ""
             raise _cli.UsageError(
-                f"unknown key {key!r} in {where}" + (f" (did you mean {hint[0]!r}?)" if hint
-                                                     else "")
+                f"unknown key {key!r} in {where}" + (f" (did you mean {hint[0]!r}{where_hint}?)"
+                                                     if hint else "")
                 + f"; run settings are {sorted(allowed)}, the model's arguments go in "
                 "[model], [posterior], [likelihood], [prior] and [[terms]].")
     with _cli.user_errors(f"{where}: "):
