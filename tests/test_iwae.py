@@ -221,6 +221,6 @@ def test_train_app_selects_the_iwae_objective(tmp_path, capsys):
                            "--no-jit", "--logdir", str(tmp_path), "--run-name", "iw",
                            "--verbose", "0"])
     assert code == 0
-    config = json.loads((tmp_path / "iw" / "run.json").read_text())["config"]
-    assert config["objective"] == "iwae" and config["num_samples"] == 3
+    model = json.loads((tmp_path / "iw" / "run.json").read_text())["recipe"]["model"]
+    assert model["objective"] == "iwae" and model["num_samples"] == 3
     assert train_app.main(["--objective", "vimco", "--dataset", "synthetic"]) == 2
