@@ -10,7 +10,7 @@ thresholded at 0.5, Bernoulli decoder, latent 32, MLP 784-512-256, Adam 1e-3, ba
 
 ```none
 NLL       -log p(x) by importance sampling, k = 1000, first 1000 test images, nats
-          (VAE: q(z|x) as proposal; AVB: the fitted Gaussian of AVB.proposal)
+          (VAE: q(z|x) as proposal; AVB: the fitted Gaussian of the implicit posterior's proposal)
 img/s     training images/s, the median epoch after the first
 ELBO      test ELBO (VAE: exact in expectation; AVB: the critic's estimate, no bound)
 KL        test KL (VAE: analytic; AVB: the critic's estimate)
@@ -46,11 +46,11 @@ SWEEP_SCALES = (1.0, 1.2, 1.5, 2.0)
 
 def build(name, epochs):
     """The model of apps/<name>.toml, built by the train app's own code."""
-    cfg, model_cls, args = train_app.parse(
+    cfg, recipe, _ = train_app.parse(
         ["--config", os.path.join(ROOT, "apps", f"{name}.toml"), "--epochs", str(epochs)])
     tfk.utils.set_random_seed(cfg.seed)
-    model, model_kwargs = train_app.build_model(cfg, model_cls, args, (28, 28, 1))
-    return cfg, model, model_kwargs
+    model = recipe.build((28, 28, 1), cfg.seed, dataset_size=60000)
+    return cfg, model, recipe.to_dict()
 
 
 def nll(model, x, k, seed=0):
@@ -75,10 +75,10 @@ def measure(name, args, train_ds, test_ds, x_nll):
            "train_images_per_s": n_train / float(np.median(timer.times[1:] or timer.times)),
            "epoch_seconds": [round(t, 1) for t in timer.times],
            "test": test, "last_epoch": {k: float(v[-1]) for k, v in history.items()}}
-    if hasattr(model, "proposal_scale") and args.sweep_examples:
+    if hasattr(model.posterior, "proposal_scale") and args.sweep_examples:
         row["sweep"] = {}
         for scale in SWEEP_SCALES:
-            model.proposal_scale = scale
+            model.posterior.proposal_scale = scale
             model.__dict__.pop("_tfvae_eval_functions", None)  # the scale is traced in
             row["sweep"][str(scale)] = nll(model, x_nll[:args.sweep_examples],
                                            args.nll_samples)[0]
@@ -92,11 +92,11 @@ def table(rows):
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t, last = r["test"], r["last_epoch"]
-        acc = lambda d: (f"{d['discriminator_accuracy_q']:.3f} / "  # noqa: E731
-                         f"{d['discriminator_accuracy_p']:.3f}"
-                         if "discriminator_accuracy_q" in d else "-")
+        acc = lambda d: (f"{d['avb_critic_accuracy_positive']:.3f} / "  # noqa: E731
+                         f"{d['avb_critic_accuracy_negative']:.3f}"
+                         if "avb_critic_accuracy_positive" in d else "-")
         sweep = " / ".join(f"{v:.2f}" for v in r["sweep"].values()) if "sweep" in r else "-"
-        estimated = "~" if "discriminator_accuracy_q" in t else ""
+        estimated = "~" if "avb_critic_accuracy_positive" in t else ""
         lines.append(f"| {r['model']} | {r['nll']:.2f} ± {r['nll_stderr']:.2f} | "
                      f"{r['train_images_per_s']:.0f} | {estimated}{t['elbo']:.2f} | "
                      f"{estimated}{t['kl']:.2f} | {acc(last)} | {acc(t)} | {sweep} |")

@@ -47,12 +47,11 @@ MODELS = ("vae", "beta_vae", "capacity", "beta_tcvae", "info_vae", "factor_vae",
 
 def build(name, epochs, n_train):
     """The model of apps/<name>.toml, built by the train app's own code."""
-    cfg, model_cls, args = train_app.parse(
+    cfg, recipe, _ = train_app.parse(
         ["--config", os.path.join(ROOT, "apps", f"{name}.toml"), "--epochs", str(epochs)])
-    args.dataset_size = n_train
     tfk.utils.set_random_seed(cfg.seed)
-    model, model_kwargs = train_app.build_model(cfg, model_cls, args, (28, 28, 1))
-    return cfg, model, model_kwargs
+    model = recipe.build((28, 28, 1), cfg.seed, dataset_size=n_train)
+    return cfg, model, recipe.to_dict()
 
 
 def measure(name, args, train_ds, test_images, n_train):

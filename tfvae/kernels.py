@@ -17,7 +17,7 @@ For x ~ N(m1, S1), y ~ N(m2, S2) the expected RBF kernel has the closed form
 E exp(-||x - y||^2 / (2 h^2)) = det(I + (S1 + S2) / h^2)^(-1/2)
                                 * exp(-(m1 - m2)^T (S1 + S2 + h^2 I)^-1 (m1 - m2) / 2)
 ```
-(`expected_rbf_kernel`), because x - y ~ N(m1 - m2, S1 + S2) and the kernel is an unnormalized
+(tests/oracles.py checks `mmd` against it), because x - y ~ N(m1 - m2, S1 + S2) and the kernel is an unnormalized
 Gaussian density in x - y.
 
 #### References
