@@ -2,7 +2,7 @@
 
 - `PPCA`: probabilistic PCA by closed form, EM or gradient ascent (Tipping & Bishop).
 - `GaussianMixture`: mixtures of Gaussians by batch or online EM.
-- `linear_vae`, `compare_with_ppca`, `posterior_collapse`: the linear VAE whose ELBO optimum
+- `build_linear_vae`, `train_linear_vae`, `compare_with_ppca`, `posterior_collapse`: the linear VAE whose ELBO optimum
   is the pPCA MLE (Lucas et al. 2019).
 - `gradient_variance`: reparameterization vs score-function gradients of the ELBO.
 - `refine_posterior`: per-example Gaussian q with the decoder fixed; the amortization and
@@ -11,12 +11,13 @@
 
 from tfvae.latent.gmm import GaussianMixture
 from tfvae.latent.gradients import ESTIMATORS, GradientStatistics, gradient_variance
-from tfvae.latent.linear_vae import (ScalarNormalLikelihood, analytic_elbo, compare_with_ppca,
-                                     linear_vae, posterior_collapse, subspace_distance)
+from tfvae.latent.linear_vae import (ScalarNormalLikelihood, analytic_elbo, build_linear_vae,
+                                     compare_with_ppca, posterior_collapse, subspace_distance,
+                                     train_linear_vae)
 from tfvae.latent.ppca import PPCA
 from tfvae.latent.refine import InferenceGaps, refine_posterior
 
-__all__ = ["PPCA", "GaussianMixture", "linear_vae", "analytic_elbo", "compare_with_ppca",
+__all__ = ["PPCA", "GaussianMixture", "build_linear_vae", "train_linear_vae", "analytic_elbo", "compare_with_ppca",
            "posterior_collapse", "subspace_distance", "ScalarNormalLikelihood",
            "gradient_variance", "GradientStatistics", "ESTIMATORS", "refine_posterior",
            "InferenceGaps"]

@@ -109,7 +109,7 @@ class LinearGaussianPosterior(Posterior):
         return tfd.MultivariateNormalTriL(loc, tril, name="q_z")
 
 
-def linear_vae(data_shape, latent_dim, variance=1.0, learn_variance=True,
+def build_linear_vae(data_shape, latent_dim, variance=1.0, learn_variance=True,
                full_covariance=False, num_samples=1, seed=0):
     """A `tfvae.VAE` with linear encoder and decoder and the `normal_scalar` likelihood.
 
@@ -133,7 +133,7 @@ def linear_vae(data_shape, latent_dim, variance=1.0, learn_variance=True,
                num_samples=num_samples, seed=seed, name="linear_vae")
 
 
-def train(model, x, steps=2000, learning_rate=0.03, batch_size=None):
+def train_linear_vae(model, x, steps=2000, learning_rate=0.03, batch_size=None):
     """Adam on the ELBO (the model's own `train_step`), the rate decaying linearly to 0.1%.
 
     A rate that decays to ~0 averages away the Monte-Carlo noise of the reparameterized
@@ -151,7 +151,7 @@ def train(model, x, steps=2000, learning_rate=0.03, batch_size=None):
 
 
 def decoder_parameters(model):
-    """(W [D, K], b [D], s2) of a model built by `linear_vae`, float64."""
+    """(W [D, K], b [D], s2) of a model built by `build_linear_vae`, float64."""
     dense = model.decoder.get_layer("linear_decoder")
     return (dense.kernel.numpy().T.astype(np.float64), dense.bias.numpy().astype(np.float64),
             float(model.likelihood.variance.numpy()))
@@ -222,9 +222,10 @@ def posterior_collapse(x, latent_dim, variance, steps=2000, learning_rate=0.03, 
     """
     x = np.asarray(x, np.float32)
     data_shape = x.shape[1:] if x.ndim > 2 else (x.shape[1], 1, 1)
-    model = linear_vae(data_shape, latent_dim, variance=variance, learn_variance=False,
+    model = build_linear_vae(data_shape, latent_dim, variance=variance, learn_variance=False,
                        seed=seed)
-    train(model, x.reshape(len(x), *data_shape), steps=steps, learning_rate=learning_rate)
+    train_linear_vae(model, x.reshape(len(x), *data_shape), steps=steps,
+                     learning_rate=learning_rate)
     flat = x.reshape(len(x), -1).astype(np.float64)
     eig = np.sort(np.linalg.eigvalsh(np.cov(flat.T, bias=True)))[::-1][:latent_dim]
     q = model.encode(x.reshape(len(x), *data_shape))

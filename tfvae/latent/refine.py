@@ -99,7 +99,8 @@ def refine_posterior(model, x, steps=300, learning_rate=0.05, num_samples=16,
     num_samples = _checks.check_positive_int(num_samples, "num_samples")
     eval_samples = _checks.check_positive_int(eval_samples, "eval_samples")
     iwae_samples = _checks.check_positive_int(iwae_samples, "iwae_samples")
-    chunk_size = _checks.check_positive_int(chunk_size, "chunk_size")
+    chunk_size = min(_checks.check_positive_int(chunk_size, "chunk_size"),
+                     max(eval_samples, iwae_samples))
     loc0, tril0 = _gaussian_parts(model.encode(x))
     batch, dim = int(loc0.shape[0]), int(loc0.shape[-1])
     train_seed, eval_seed, iwae_seed = tf.unstack(tf.random.experimental.stateless_split(
@@ -129,35 +130,44 @@ def refine_posterior(model, x, steps=300, learning_rate=0.05, num_samples=16,
 
     optimize()
 
+    def valid(c, total):
+        """[chunk] bool: which of chunk c's draws are among the first `total`."""
+        return tf.range(chunk_size) + c * chunk_size < total
+
+    @tf.function
     def evaluate(loc_, tril_):
         # mean_s log w_s, not E[log p(x|z)] - KL: the same expectation, but its spread
         # vanishes as q approaches p(z|x), where log w = log p(x) for every z.
         q = tfd.MultivariateNormalTriL(loc_, tril_)
         total = tf.zeros([batch], x.dtype)
-        for c in range(math.ceil(eval_samples / chunk_size)):
-            n = min(chunk_size, eval_samples - c * chunk_size)
-            eps = tf.random.stateless_normal([n, batch, dim], tf.random.experimental
+        for c in tf.range(math.ceil(eval_samples / chunk_size)):
+            eps = tf.random.stateless_normal([chunk_size, batch, dim], tf.random.experimental
                                              .stateless_fold_in(eval_seed, c))
-            total += tf.reduce_sum(_log_weights(model, x, q, q.bijector.forward(eps)), 0)
-        return (total / eval_samples).numpy()
+            z = loc_ + tf.einsum("bij,sbj->sbi", tril_, eps)
+            log_w = tf.where(valid(c, eval_samples)[:, None], _log_weights(model, x, q, z), 0.0)
+            total += tf.reduce_sum(log_w, 0)
+        return total / eval_samples
 
-    amortized = evaluate(loc0, tril0)
+    @tf.function
+    def importance_sampled_log_px(loc_, tril_):
+        q = tfd.MultivariateNormalTriL(loc_, tril_)
+        running = tf.fill([batch], tf.constant(-np.inf, x.dtype))
+        for c in tf.range(math.ceil(iwae_samples / chunk_size)):
+            z = q.sample(chunk_size, seed=tf.random.experimental.stateless_fold_in(iwae_seed, c))
+            log_w = tf.where(valid(c, iwae_samples)[:, None], _log_weights(model, x, q, z),
+                             -np.inf)
+            running = tf.reduce_logsumexp(tf.stack([running, tf.reduce_logsumexp(log_w, 0)]), 0)
+        return running - math.log(iwae_samples)
+
     tril = _tril(log_diag, offdiag)
-    refined = evaluate(loc, tril)
+    amortized = evaluate(loc0, tril0).numpy().astype(np.float64)
+    refined = evaluate(tf.convert_to_tensor(loc), tril).numpy().astype(np.float64)
     worse = refined < amortized
     keep = tf.constant(worse)
     loc_star = tf.where(keep[:, None], loc0, loc)
     tril_star = tf.where(keep[:, None, None], tril0, tril)
     refined = np.where(worse, amortized, refined)
+    log_px = importance_sampled_log_px(loc_star, tril_star).numpy().astype(np.float64)
     q_star = tfd.MultivariateNormalTriL(loc_star, tril_star, name="q_star")
-
-    log_weights = []
-    for c in range(math.ceil(iwae_samples / chunk_size)):
-        n = min(chunk_size, iwae_samples - c * chunk_size)
-        z = q_star.sample(n, seed=tf.random.experimental.stateless_fold_in(iwae_seed, c))
-        log_weights.append(_log_weights(model, x, q_star, z))
-    log_px = (tf.reduce_logsumexp(tf.concat(log_weights, 0), 0) - math.log(iwae_samples))
-    log_px = log_px.numpy().astype(np.float64)
-    amortized, refined = amortized.astype(np.float64), refined.astype(np.float64)
     return InferenceGaps(amortized, refined, log_px, refined - amortized, log_px - refined,
                          q_star, int(worse.sum()))
