@@ -25,7 +25,7 @@ def numpy_log_px(x, cov):
     return float(np.mean(-0.5 * (maha + log_det + x.shape[1] * np.log(2 * np.pi))))
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, pytest.param(2, marks=pytest.mark.slow)])
 def test_closed_form_em_and_gradient_agree(seed):
     x, _ = generate(seed, 2000)
     closed = PPCA(K).fit(x)
@@ -74,7 +74,7 @@ def test_recovers_generating_parameters_as_n_grows():
     assert errors[2] < 0.02 and errors[0] / errors[2] > 4
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_em_log_likelihood_never_decreases(seed):
     x, _ = generate(seed, 400)
     history = np.array(PPCA(K).fit(x, method="em", tol=0.0, max_iter=300,
