@@ -72,10 +72,11 @@ def test_one_component_is_the_gaussian_mle(covariance):
     assert model.log_prob(x).mean() == pytest.approx(ll, abs=1e-10)
 
 
-def test_distribution_and_log_prob_match_numpy():
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_distribution_and_log_prob_match_numpy(covariance):
     x = clusters(2)
-    model = GaussianMixture(3, "full").fit(x, seed=2)
-    expected = numpy_mixture_log_px(x, model.weights, model.means, model.covariances)
+    model = GaussianMixture(3, covariance).fit(x, seed=2)
+    expected = numpy_mixture_log_px(x, model.weights, model.means, as_full(model))
     np.testing.assert_allclose(model.log_prob(x), expected, atol=1e-9)
     np.testing.assert_allclose(model.distribution().log_prob(x).numpy(), expected, atol=1e-9)
     np.testing.assert_allclose(model.responsibilities(x).sum(1), 1.0, atol=1e-12)

@@ -182,7 +182,10 @@ class GaussianMixture:
         return float(np.concatenate(log_px).mean()), tuple(s / n for s in stats)
 
     def _chunks(self, x):
-        size = max(1, _CHUNK_ELEMENTS // (self.num_components * int(x.shape[1])))
+        if self.covariance == "diag":  # no [n, K, D] tensor: chunk only to bound [n, D]
+            size = max(1, 20 * _CHUNK_ELEMENTS // int(x.shape[1]))
+        else:
+            size = max(1, _CHUNK_ELEMENTS // (self.num_components * int(x.shape[1])))
         return [x[i:i + size] for i in range(0, int(x.shape[0]), size)]
 
     def _parameters(self):
@@ -207,6 +210,16 @@ class GaussianMixture:
         if name not in cache:
             def log_joint(x, log_w, means, scale):
                 """log pi_k + log N(x_n; mu_k, Sigma_k), [n, K]."""
+                if self.covariance == "diag":
+                    # The same density as MultivariateNormalDiag, expanded into three matmuls
+                    # instead of an [n, K, D] tensor: ~20x faster for images (float64).
+                    precision = scale ** -2
+                    quadratic = (tf.matmul(x * x, precision, transpose_b=True)
+                                 - 2.0 * tf.matmul(x, means * precision, transpose_b=True)
+                                 + tf.reduce_sum(means * means * precision, 1))
+                    log_det = 2.0 * tf.reduce_sum(tf.math.log(scale), 1)
+                    dim = tf.cast(tf.shape(x)[1], x.dtype)
+                    return log_w - 0.5 * (quadratic + log_det + dim * np.log(2 * np.pi))
                 return self._components_from(means, scale).log_prob(x[:, None, :]) + log_w
 
             def e_step(x, log_w, means, scale):
