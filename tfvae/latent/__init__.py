@@ -2,8 +2,8 @@
 
 - `PPCA`: probabilistic PCA by closed form, EM or gradient ascent (Tipping & Bishop).
 - `GaussianMixture`: mixtures of Gaussians by batch or online EM.
-- `build_linear_vae`, `train_linear_vae`, `compare_with_ppca`, `posterior_collapse`: the linear VAE whose ELBO optimum
-  is the pPCA MLE (Lucas et al. 2019).
+- `build_linear_vae`, `train_linear_vae`, `compare_with_ppca`, `posterior_collapse`: the
+  linear VAE whose ELBO optimum is the pPCA MLE (Lucas et al. 2019).
 - `gradient_variance`: reparameterization vs score-function gradients of the ELBO.
 - `refine_posterior`: per-example Gaussian q with the decoder fixed; the amortization and
   approximation gaps (Cremer et al. 2018).
@@ -17,7 +17,7 @@ from tfvae.latent.linear_vae import (ScalarNormalLikelihood, analytic_elbo, buil
 from tfvae.latent.ppca import PPCA
 from tfvae.latent.refine import InferenceGaps, refine_posterior
 
-__all__ = ["PPCA", "GaussianMixture", "build_linear_vae", "train_linear_vae", "analytic_elbo", "compare_with_ppca",
-           "posterior_collapse", "subspace_distance", "ScalarNormalLikelihood",
+__all__ = ["PPCA", "GaussianMixture", "build_linear_vae", "train_linear_vae", "analytic_elbo",
+           "compare_with_ppca", "posterior_collapse", "subspace_distance", "ScalarNormalLikelihood",
            "gradient_variance", "GradientStatistics", "ESTIMATORS", "refine_posterior",
            "InferenceGaps"]

@@ -1,13 +1,14 @@
 """Three Monte-Carlo estimators of the ELBO's gradient with respect to the encoder.
 
 ```none
-ELBO(phi) = E_q_phi(z|x)[ log p(x|z) ] - KL(q_phi(z|x) || p(z))          (the KL analytic in all three)
-reparameterization:       grad_phi log p(x | z = g_phi(eps)),              eps ~ N(0, I)
-score_function:           log p(x|z) grad_phi log q_phi(z|x),              z ~ q_phi(z|x)
-score_function_baseline:  (log p(x|z) - b(x)) grad_phi log q_phi(z|x),     b(x) = log p(x | z = E_q[z])
+ELBO(phi) = E_q_phi(z|x)[ log p(x|z) ] - KL(q_phi(z|x) || p(z))      (the KL analytic)
+reparameterization:       grad_phi log p(x | z = g_phi(eps)),           eps ~ N(0, I)
+score_function:           log p(x|z) grad_phi log q_phi(z|x),           z ~ q_phi(z|x)
+score_function_baseline:  (log p(x|z) - b(x)) grad_phi log q_phi(z|x),  b(x) = log p(x|E_q[z])
 ```
-minus grad_phi KL in each. All three are unbiased: E_q[grad log q] = 0, so a baseline that
-does not depend on z changes only the variance. The score function needs no gradient of the
+minus grad_phi KL in each (the same analytic KL gradient for all three). All three are
+unbiased: E_q[grad log q] = 0, so a baseline that does not depend on z changes only the
+variance. The score function needs no gradient of the
 decoder in z (it works for discrete z), and pays with a variance that grows with the size
 of log p(x|z) -- hundreds of nats for an image -- which the baseline only partly removes.
 Reparameterization moves the gradient through the sample, which is why VAEs use it.

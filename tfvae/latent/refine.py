@@ -9,8 +9,9 @@ encoder's q(z|x): the SVI that amortization replaces. The ELBO is E_q[log w] wit
 log w = log p(x|z) + log p(z) - log q(z); its gradient is the reparameterized one with the
 score term dropped (Roeder et al.'s "sticking the landing", unbiased), and the reported
 ELBOs are Monte-Carlo means of log w: both have a spread that goes to 0 as q approaches
-the true posterior, so q* reaches it closely where it is in the family. log p(x) is the importance-weighted estimate
-log mean_k w_k with q* as proposal (Burda et al.), which q* makes tight.
+the true posterior, so q* reaches it closely where it is in the family. log p(x) is the
+importance-weighted estimate log mean_k w_k with q* as proposal (Burda et al.), which q*
+makes tight.
 
 Both ELBOs are evaluated on the same `eval_samples` standard-normal draws (common random
 numbers), so their difference has far less noise than either. If the optimized q scores below
