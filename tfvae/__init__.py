@@ -16,6 +16,7 @@ from tfvae import priors
 from tfvae.models.avb import AVB
 from tfvae.models.vae import VAE
 from tfvae.types import ForwardPass
+from tfvae import latent  # noqa: E402  (after VAE: the linear VAE builds on it)
 
 __version__ = "0.1.0"
 
