@@ -139,3 +139,30 @@ def test_ground_truth_source_renders_the_grid_images():
     np.testing.assert_array_equal(x[..., 0], dsprites.render(classes))
     with pytest.raises(ValueError, match=r"shape \[N, 5\]"):
         source.sample_observations_from_factors(np.zeros((2, 6), int), rng)
+
+
+def test_prepared_tfds_dsprites_is_used_in_release_order(tmp_path, monkeypatch):
+    """TFDS stores dSprites shuffled, with label_* features; load_packed restores the order."""
+    import types
+
+    import tensorflow_datasets as tfds
+
+    from tfvae._tf import tf
+    monkeypatch.setenv("TFVAE_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(dsprites, "NUM_IMAGES", 4096)
+    (tmp_path / "dataset_info.json").write_text("{}")
+    order = np.random.default_rng(0).permutation(4096)
+    classes = dsprites.latents_classes(order)
+    images = dsprites.render(classes)[..., None]
+    images[:, 0, 0] = 1  # mark the pixels as TFDS's so that a re-render would be caught
+    features = {"image": images, **{f"label_{k}": classes[:, i + 1] for i, k in enumerate(
+        ("shape", "scale", "orientation", "x_position", "y_position"))}}
+    builder = types.SimpleNamespace(
+        data_dir=str(tmp_path),
+        as_dataset=lambda split, shuffle_files: tf.data.Dataset.from_tensor_slices(features))
+    monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: builder)
+    packed = dsprites.load_packed()
+    expected = dsprites.render(dsprites.latents_classes(np.arange(4096)))
+    expected[:, 0, 0] = 1
+    np.testing.assert_array_equal(np.unpackbits(packed, axis=-1), expected)
+    assert not (tmp_path / "cache").exists()  # nothing rendered, nothing cached
