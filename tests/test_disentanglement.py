@@ -99,6 +99,9 @@ def test_permuting_code_dims_changes_no_score(scores):
     a, b = scores["identity"], scores["permuted"]
     assert a["mig"]["mig"] == pytest.approx(b["mig"]["mig"], abs=1e-12)
     np.testing.assert_allclose(a["mig"]["mutual_info"][PERM], b["mig"]["mutual_info"])
+    labels = dis.dimension_labels(b["mig"], TOY.factor_names)
+    assert [lab and lab[0] for lab in labels] == [None, "factor0", None, "factor1", "factor2"]
+    assert all(lab[1] > 0.95 for lab in labels if lab)
     assert a["factor_vae_score"] == b["factor_vae_score"]
     for key in ("disentanglement", "completeness", "informativeness_test"):
         assert a["dci"][key] == pytest.approx(b["dci"][key], abs=1e-9)

@@ -22,7 +22,7 @@ from tfvae.evaluation.factor_codes import (ENCODE_BATCH, check_count, encode, lo
                                            sample_codes)
 from tfvae.evaluation.ground_truth import check_ground_truth
 
-__all__ = ["mig", "mig_from_codes", "mig_chen", "factor_vae_score", "dci", "sap",
+__all__ = ["mig", "mig_from_codes", "dimension_labels", "mig_chen", "factor_vae_score", "dci", "sap",
            "evaluate_all", "sample_codes", "discrete_mutual_info"]
 
 # ---------------------------------------------------------------------------- MIG
@@ -52,7 +52,8 @@ def mig_from_codes(codes, factors, num_bins=20):
     carry the most information on y_k (Chen et al. 2018, Eq. 6, with discrete estimates).
 
     Returns:
-        dict: "mig" (mean over factors), "mig_per_factor" [K], "mutual_info" [D, K] nats.
+        dict: "mig" (mean over factors), "mig_per_factor" [K], "mutual_info" [D, K] nats,
+        "factor_entropy" [K] nats.
     """
     codes, factors = np.asarray(codes, np.float64), np.asarray(factors)
     if codes.ndim != 2 or codes.shape[1] < 2:
@@ -66,7 +67,25 @@ def mig_from_codes(codes, factors, num_bins=20):
                          f"in the {len(codes)} points; MIG needs at least two.")
     top = np.sort(m, axis=0)[::-1]
     per_factor = (top[0] - top[1]) / entropy
-    return {"mig": float(per_factor.mean()), "mig_per_factor": per_factor, "mutual_info": m}
+    return {"mig": float(per_factor.mean()), "mig_per_factor": per_factor, "mutual_info": m,
+            "factor_entropy": entropy}
+
+
+def dimension_labels(mig_result, factor_names, min_fraction=0.1):
+    """For latent-traversal figures: per code dim, the factor it is most informative about.
+
+    Args:
+        mig_result: the dict of `mig` or `mig_from_codes`.
+        factor_names: K names (`data.factor_names`).
+        min_fraction: a dim whose best I(z_d; y_k) / H(y_k) is below this gets None.
+
+    Returns:
+        list of D (name, fraction) pairs, or None for dims that carry no factor.
+    """
+    frac = mig_result["mutual_info"] / mig_result["factor_entropy"][None]
+    best = np.argmax(frac, axis=1)
+    return [(factor_names[k], float(frac[d, k])) if frac[d, k] >= min_fraction else None
+            for d, k in enumerate(best)]
 
 
 def mig(encoder, data, seed=0, num_points=10000, num_bins=20, encode_batch=ENCODE_BATCH):
