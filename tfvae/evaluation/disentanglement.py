@@ -22,8 +22,9 @@ from tfvae.evaluation.factor_codes import (ENCODE_BATCH, check_count, encode, lo
                                            sample_codes)
 from tfvae.evaluation.ground_truth import check_ground_truth
 
-__all__ = ["mig", "mig_from_codes", "dimension_labels", "mig_chen", "factor_vae_score", "dci", "sap",
-           "evaluate_all", "sample_codes", "discrete_mutual_info"]
+__all__ = ["mig", "mig_from_codes", "dimension_labels", "mig_chen", "factor_vae_score", "dci",
+           "sap", "evaluate_all", "sample_codes", "discrete_mutual_info"]
+
 
 # ---------------------------------------------------------------------------- MIG
 
