@@ -25,7 +25,7 @@ IDX_DATASETS = {
     "fashion_mnist": ["/usr/share/datasets/fashion-mnist"],
     "mnist": ["/usr/share/datasets/mnist"],
 }
-DATASETS = ("fashion_mnist", "mnist", "synthetic")
+DATASETS = ("fashion_mnist", "mnist", "synthetic", "dsprites")
 SPLITS = ("train", "test")
 BINARIZE = (None, "static", "dynamic")
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -201,6 +201,9 @@ def load_arrays(name, split, data_dir=None, download=False, image_shape=(28, 28,
         raise ValueError(f"Unknown split {split!r}; expected one of {list(SPLITS)}.")
     if name == "synthetic":
         return synthetic_arrays(split, image_shape=tuple(image_shape))
+    if name == "dsprites":  # dSprites-like data with factors: see tfvae/dsprites.py
+        from tfvae import dsprites
+        return dsprites.load_arrays(split, data_dir=data_dir)
     for source in (lambda: _load_tfds(name, split, data_dir, download=False),
                    lambda: _load_idx(name, split),
                    lambda: _load_tfds(name, split, data_dir, download=True)
@@ -213,7 +216,7 @@ def load_arrays(name, split, data_dir=None, download=False, image_shape=(28, 28,
 
 def load(name="fashion_mnist", split="train", batch_size=128, binarize=None,
          with_labels=False, shuffle=None, seed=0, data_dir=None, download=False,
-         drop_remainder=False, limit=None, image_shape=(28, 28, 1)):
+         drop_remainder=False, limit=None, image_shape=(28, 28, 1), with_factors=False):
     """A shuffled, batched, prefetched tf.data.Dataset of images in [0, 1], held in memory.
 
     Args:
@@ -230,6 +233,7 @@ def load(name="fashion_mnist", split="train", batch_size=128, binarize=None,
         drop_remainder: drop the last partial batch.
         limit: keep only the first `limit` examples.
         image_shape: (H, W, C) of `synthetic` images; the others are (28, 28, 1).
+        with_factors: yield (images, factors) for "dsprites" (see `tfvae.dsprites.load`).
 
     Returns:
         tf.data.Dataset of float32 [B, H, W, C] (and int64 [B] labels).
@@ -241,6 +245,10 @@ def load(name="fashion_mnist", split="train", batch_size=128, binarize=None,
         raise ValueError(f"`binarize` must be one of {list(BINARIZE)}; got {binarize!r}.")
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit <= 0):
         raise ValueError(f"`limit` must be a positive int or None; got {limit!r}.")
+    if name == "dsprites":  # binary images kept bit-packed; `binarize` changes nothing
+        from tfvae import dsprites
+        return dsprites.load(split, batch_size, with_labels, with_factors, shuffle, seed,
+                             data_dir, drop_remainder, limit)
     images, labels = load_arrays(name, split, data_dir=data_dir, download=download,
                                  image_shape=image_shape)
     if limit is not None:
