@@ -116,9 +116,11 @@ def spec_of(obj, exclude=()):
     return spec
 
 
-def check_keys(cls, keys, where, exclude=()):
-    """Raises ValueError naming the first key `cls`'s constructor does not take."""
+def check_keys(cls, keys, where, exclude=(), wiring=False):
+    """Raises ValueError naming the first key `cls`'s constructor does not take (wiring
+    arguments such as `trainable` are accepted if `wiring`, never listed)."""
     allowed = parameters(cls, exclude=exclude)
+    keys = [k for k in keys if not (wiring and k in parameters(cls, wiring=True))]
     for key in keys:
         if key not in allowed:
             raise ValueError(f"Unknown key {key!r} in {where}; allowed: {sorted(allowed)}.")
@@ -148,7 +150,7 @@ def build(registry, spec, context=None, where=None):
                          f"got keys {sorted(spec)}.")
     cls = registry.get(name)
     where = where or f"the {registry.kind} {name!r}"
-    check_keys(cls, spec, where)
+    check_keys(cls, spec, where, wiring=True)
     accepted = parameters(cls, wiring=True)
     kwargs = {k: v for k, v in (context or {}).items() if k in accepted and k not in spec}
     kwargs.update({k: from_spec_value(v) for k, v in spec.items()})

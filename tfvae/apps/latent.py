@@ -166,7 +166,7 @@ def write_figures(model, out, shape, seed):
 
 
 def _main(argv):
-    args, _ = _cli.parse_with_preset(build_parser(), argv)
+    args = build_parser().parse_args(argv)
     _check(args)
     with _cli.user_errors():
         train = load_grey_levels(args.dataset, "train", args.limit)

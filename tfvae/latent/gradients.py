@@ -104,7 +104,7 @@ def gradient_variance(model, x, estimator="reparameterization", num_draws=1000, 
     num_draws = _checks.check_positive_int(num_draws, "num_draws")
     if num_draws < 2:
         raise ValueError(f"`num_draws` must be >= 2 to estimate a variance; got {num_draws}.")
-    x = model._check_x(x)  # pylint: disable=protected-access  (the VAE's one input check)
+    x = model.check_inputs(x)
     variables = encoder_variables(model)
     if not variables:
         raise ValueError("The model's encoder has no trainable variables.")

@@ -94,7 +94,7 @@ def refine_posterior(model, x, steps=300, learning_rate=0.05, num_samples=16,
     Returns:
         `InferenceGaps`.
     """
-    x = model._check_x(x)  # pylint: disable=protected-access  (the VAE's one input check)
+    x = model.check_inputs(x)
     steps = _checks.check_positive_int(steps, "steps")
     learning_rate = _checks.check_positive_float(learning_rate, "learning_rate")
     num_samples = _checks.check_positive_int(num_samples, "num_samples")
