@@ -1,7 +1,7 @@
 """AVB: the implicit posterior, Proposition 1, the adversarial KL against the analytic one,
 update separation, honest importance-sampled log-likelihoods, training, export, errors."""
 
-import argparse
+import os
 
 import numpy as np
 import pytest
@@ -13,6 +13,8 @@ from tfvae.models.avb import AVB
 from tfvae.registry import MODELS, POSTERIORS
 
 import linear_gaussian as lg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _features(batch=5, width=8, seed=0):
@@ -168,36 +170,55 @@ def test_adversarial_kl_tracks_the_analytic_kl_of_a_gaussian_encoder(adaptive_co
 
 # ---------------------------------------------------------------------- the AVB model
 
+CRITIC_LOGS = {"avb_critic_loss", "avb_critic_accuracy_positive",
+               "avb_critic_accuracy_negative"}
+
+
 def test_each_update_moves_only_its_own_network(synthetic_batch, tmp_path):
-    model = _small_avb(discriminator_steps=2)
-    model.compile(optimizer=tfk.optimizers.Adam(1e-3))
+    """One train_step runs `discriminator_steps` critic steps (term "avb", before the model's
+    step) and one model step. Each optimizer moves only its own variables: with the critic's
+    learning rate at 0 the critic stays bit for bit while the model moves (the model's
+    gradient is not applied to T), and with the model's at 0 the model stays while T moves
+    (the critic's steps do not reach the encoder or decoder)."""
+    init = [v.numpy() for v in _small_avb(discriminator_steps=2).trainable_variables]
+
+    def run(model_lr, critic_lr):
+        model = _small_avb(discriminator_steps=2)
+        for v, value in zip(model.trainable_variables, init):
+            v.assign(value)
+        model.compile(optimizer=tfk.optimizers.Adam(model_lr))
+        model.discriminator.critic_optimizer.learning_rate = critic_lr
+        critic_vars, model_vars = model.critic_variables(), model.model_variables()
+        before = ([v.numpy() for v in model_vars], [v.numpy() for v in critic_vars])
+        logs = tf.function(model.train_step)(synthetic_batch[:32])
+        after = ([v.numpy() for v in model_vars], [v.numpy() for v in critic_vars])
+        return model, logs, before, after
+
+    model, logs, before, after = run(1e-3, 1e-3)
     critic = model.discriminator
     owned = {v.ref() for v in critic.trainable_variables}
+    assert owned and {v.ref() for v in model.critic_variables()} == owned
     model_vars = [v for v in model.trainable_variables if v.ref() not in owned]
-    assert model_vars and critic.trainable_variables
-    assert {v.ref() for v in model.model_variables()} == {v.ref() for v in model_vars}
-
-    def snapshot(variables):
-        return [v.numpy().copy() for v in variables]
-
-    x = synthetic_batch[:32]
-    before_model, before_critic = snapshot(model_vars), snapshot(critic.trainable_variables)
-    logs = tf.function(model.discriminator_update)(x)
-    assert set(logs) == {"discriminator_loss", "discriminator_accuracy_q",
-                         "discriminator_accuracy_p"}
-    for old, new in zip(before_model, snapshot(model_vars)):
-        np.testing.assert_array_equal(old, new)  # exactly: not one bit moved
-    assert any(np.abs(old - new).max() > 0
-               for old, new in zip(before_critic, snapshot(critic.trainable_variables)))
-    assert int(critic.critic_optimizer.iterations) == 2 and int(model.optimizer.iterations) == 0
-
-    before_model, before_critic = snapshot(model_vars), snapshot(critic.trainable_variables)
-    logs = tf.function(model.model_update)(x)
-    assert {"loss", "reconstruction", "kl", "elbo"} <= set(logs)
-    for old, new in zip(before_critic, snapshot(critic.trainable_variables)):
-        np.testing.assert_array_equal(old, new)
-    assert all(np.abs(old - new).max() > 0 for old, new in zip(before_model, snapshot(model_vars)))
+    assert model_vars and {v.ref() for v in model.model_variables()} == {
+        v.ref() for v in model_vars}
+    assert set(logs) == {"loss", "reconstruction", "kl", "elbo", "avb"} | CRITIC_LOGS
+    assert all(np.abs(old - new).max() > 0 for old, new in zip(before[0], after[0]))
+    assert any(np.abs(old - new).max() > 0 for old, new in zip(before[1], after[1]))
     assert int(critic.critic_optimizer.iterations) == 2 and int(model.optimizer.iterations) == 1
+
+    # The critic frozen: the model's step leaves T exactly where it was.
+    frozen_critic, _, before, after = run(1e-3, 0.0)
+    for old, new in zip(before[1], after[1]):
+        np.testing.assert_array_equal(old, new)
+    assert all(np.abs(old - new).max() > 0 for old, new in zip(before[0], after[0]))
+    assert int(frozen_critic.discriminator.critic_optimizer.iterations) == 2
+
+    # The model frozen: the critic's steps leave the encoder and decoder exactly as they were.
+    frozen_model, _, before, after = run(0.0, 1e-3)
+    for old, new in zip(before[0], after[0]):
+        np.testing.assert_array_equal(old, new)
+    assert any(np.abs(old - new).max() > 0 for old, new in zip(before[1], after[1]))
+    assert int(frozen_model.optimizer.iterations) == 1
 
     # A checkpoint of the model carries the discriminator and its optimizer's state, so a
     # resumed run continues both games where they stopped.
@@ -246,12 +267,19 @@ def test_importance_sampled_log_likelihood_is_honest(trained_toy):
 
 def test_proposal_is_the_widened_moment_matched_gaussian_of_q(trained_toy):
     model = trained_toy
+    posterior = model.posterior
+    assert posterior.has_proposal and posterior.proposal_scale == 1.5
     x = lg.sample_x(*lg.make_params(), 6, seed=6)
-    r = model.proposal(x)
+    r = posterior.proposal(model.encode(x))
     assert isinstance(r, tfd.MultivariateNormalTriL) and r.batch_shape == [6]
-    z = model.encode(x).transform(tf.constant(model.proposal_noise))  # the fitted draws
+    # The model's proposal is the posterior's, for the encoding of x.
+    np.testing.assert_array_equal(model.proposal(x).mean().numpy(), r.mean().numpy())
+    np.testing.assert_array_equal(model.proposal(x).covariance().numpy(),
+                                  r.covariance().numpy())
+    z = model.encode(x).transform(tf.constant(posterior._proposal_noise))  # the fitted draws
+    assert z.shape == (posterior.proposal_samples, 6, 3)
     zc = z - tf.reduce_mean(z, 0)
-    cov = np.einsum("mbi,mbj->bij", zc, zc) / (model.proposal_samples - 1) + 1e-6 * np.eye(3)
+    cov = np.einsum("mbi,mbj->bij", zc, zc) / (posterior.proposal_samples - 1) + 1e-6 * np.eye(3)
     np.testing.assert_allclose(r.mean().numpy(), np.mean(z, 0), atol=1e-5)
     np.testing.assert_allclose(r.covariance().numpy(), 1.5**2 * cov, rtol=1e-3, atol=1e-6)
     # A deterministic function of x: the same for every call and every batch split.
@@ -270,24 +298,37 @@ def test_avb_trains_on_synthetic_and_reports_its_metrics(adaptive_contrast):
     model.compile(optimizer=tfk.optimizers.Adam(2e-3))
     before = model.evaluate(test, verbose=0, return_dict=True)
     history = model.fit(train, validation_data=test, epochs=2, verbose=0).history
-    keys = {"loss", "reconstruction", "kl", "elbo", "discriminator_loss",
-            "discriminator_accuracy_q", "discriminator_accuracy_p"}
-    keys |= {"contrast_kl"} if adaptive_contrast else set()
+    keys = {"loss", "reconstruction", "kl", "elbo", "avb"} | CRITIC_LOGS
+    keys |= {"avb_contrast_kl"} if adaptive_contrast else set()
     assert set(history) == keys | {f"val_{k}" for k in keys}
     assert all(np.all(np.isfinite(v)) for v in history.values())
-    assert all(0.0 <= a <= 1.0 for k in ("discriminator_accuracy_q", "discriminator_accuracy_p")
-               for a in history[k])
+    assert all(0.0 <= a <= 1.0 for k in ("avb_critic_accuracy_positive",
+                                         "avb_critic_accuracy_negative")
+               for a in history[k] + history[f"val_{k}"])
+    # The model's KL is the avb term's estimate (weight beta = 1: loss = recon + kl).
+    np.testing.assert_allclose(history["kl"], history["avb"], rtol=1e-5)
+    np.testing.assert_allclose(history["loss"], np.add(history["reconstruction"],
+                                                       history["kl"]), rtol=1e-5)
     np.testing.assert_allclose(history["elbo"], -np.add(history["reconstruction"],
                                                         history["kl"]), rtol=1e-5)
     assert history["val_reconstruction"][-1] < before["reconstruction"] - 50, (before, history)
 
 
 def test_config_round_trip(synthetic_batch, tmp_path):
-    model = _small_avb(noise_dim=6, adaptive_contrast=True)
+    model = _small_avb(posterior={"name": "implicit", "noise_dim": 6, "proposal_scale": 2.0},
+                       adaptive_contrast=True)
     model.save_weights(str(tmp_path / "ckpt"))
-    clone = MODELS.get("avb").from_config(model.get_config())
+    config = model.get_config()
+    # The posterior as its full spec; the objective is derived, so it is not in the config.
+    assert config["posterior"] == {"name": "implicit", "noise_dim": 6, "hidden_units": [256],
+                                   "activation": "elu", "proposal_samples": 256,
+                                   "proposal_scale": 2.0}
+    assert config["adaptive_contrast"] is True and config["discriminator_units"] == [32, 32]
+    assert not {"terms", "kl", "objective", "noise_dim"} & set(config)
+    clone = MODELS.get("avb").from_config(config)
     clone.load_weights(str(tmp_path / "ckpt"))
-    assert clone.posterior.noise_dim == 6 and clone.avb_term.adaptive_contrast
+    assert clone.posterior.noise_dim == 6 and clone.posterior.proposal_scale == 2.0
+    assert clone.avb_term.adaptive_contrast and clone.get_config() == config
     x = synthetic_batch[:5]
     np.testing.assert_allclose(clone(x).numpy(), model(x).numpy(), atol=1e-6)
     np.testing.assert_allclose(clone.proposal(x).mean().numpy(), model.proposal(x).mean().numpy(),
@@ -317,42 +358,64 @@ def test_export_encodes_samples_and_keeps_the_other_signatures(synthetic_batch, 
 # ---------------------------------------------------------------------- command line, errors
 
 def test_command_line_flags_and_presets():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--posterior", default="full_covariance")
-    AVB.add_arguments(parser)
-    args = parser.parse_args([])
-    assert args.posterior == "implicit" and AVB.kwargs_from_args(args) == {}
-    args = parser.parse_args(["--noise-dim", "8", "--adaptive-contrast", "--discriminator-steps",
-                              "3", "--discriminator-lr", "2e-4", "--discriminator-units", "64",
-                              "32", "--moment-samples", "8", "--posterior", "diagonal"])
-    assert args.posterior == "diagonal"
-    assert AVB.kwargs_from_args(args) == {
-        "noise_dim": 8, "adaptive_contrast": True, "discriminator_steps": 3,
-        "discriminator_lr": 2e-4, "discriminator_units": (64, 32), "moment_samples": 8}
     train = pytest.importorskip("tfvae.apps.train")
-    for preset, contrast in (("apps/avb.toml", None), ("apps/avb_ac.toml", True)):
-        cfg, model_cls, args = train.parse(["--config", preset])
-        assert model_cls is AVB and cfg.posterior == "implicit"
-        assert AVB.kwargs_from_args(args).get("adaptive_contrast") == contrast
+    _, recipe, _ = train.parse(["--model", "avb"])
+    assert recipe.model_cls is AVB and recipe.model == {} and recipe.tables == {}
+    assert recipe.default("posterior") == "implicit"
+    # The recipe's own arguments are flags; the posterior's go through --set (or a preset's
+    # [posterior] table), and --posterior picks another head.
+    _, recipe, _ = train.parse(["--model", "avb", "--adaptive-contrast", "--discriminator-steps",
+                                "3", "--discriminator-lr", "2e-4", "--discriminator-units",
+                                "64", "32", "--moment-samples", "8", "--set",
+                                "posterior.noise_dim=8"])
+    assert recipe.model == {"adaptive_contrast": True, "discriminator_steps": 3,
+                            "discriminator_lr": 2e-4, "discriminator_units": [64, 32],
+                            "moment_samples": 8}
+    assert recipe.tables["posterior"] == {"name": "implicit", "noise_dim": 8}
+    model = recipe.build((28, 28, 1), seed=0)
+    assert model.posterior.noise_dim == 8 and model.discriminator_units == (64, 32)
+    assert model.avb_term.discriminator_steps == 3 and model.adaptive_contrast
+    _, recipe, _ = train.parse(["--model", "avb", "--posterior", "diagonal"])
+    assert recipe.default("posterior") == "diagonal"
+    # noise_dim is the implicit posterior's, and kl is what AVB derives: neither is a flag.
+    with pytest.raises(train._cli.UsageError, match="unrecognized arguments: --noise-dim"):
+        train.parse(["--model", "avb", "--noise-dim", "8"])
+    with pytest.raises(train._cli.UsageError, match="Unknown key 'kl' in \\[model\\] \\(avb\\)"):
+        train.parse(["--model", "avb", "--set", "model.kl=mc"])
+    for preset, contrast in (("avb.toml", None), ("avb_ac.toml", True)):
+        _, recipe, _ = train.parse(["--config", os.path.join(ROOT, "apps", preset)])
+        assert recipe.model_cls is AVB and recipe.tables["posterior"]["name"] == "implicit"
+        assert recipe.tables["posterior"]["noise_dim"] >= recipe.model["latent_dim"]
+        assert recipe.model.get("adaptive_contrast") == contrast
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"noise_dim": 0}, "`noise_dim` must be a positive int; got 0"),
-    ({"noise_dim": -2}, "`noise_dim` must be a positive int; got -2"),
-    ({"discriminator_steps": 0}, "`discriminator_steps` must be an int >= 1; got 0"),
-    ({"discriminator_steps": 1.5}, "`discriminator_steps` must be an int >= 1; got 1.5"),
-    ({"discriminator_lr": 0.0}, "`discriminator_lr` must be a positive number; got 0.0"),
-    ({"moment_samples": 1}, "`moment_samples` must be an int >= 2; got 1"),
-    ({"proposal_samples": 4}, r"`proposal_samples` must be an int > latent_dim = 4"),
-    ({"proposal_scale": 0.9}, "`proposal_scale` must be a number >= 1"),
-    ({"posterior": "diagonal", "noise_dim": 3}, "`noise_dim` applies to the implicit posterior"),
-    ({"terms": ["reconstruction"]}, "AVB builds its objective itself"),
-    ({"kl": "mc"}, "`kl` must be 'auto'"),
-    ({"objective": "iwae"}, "`objective` must be 'elbo'"),
-    ({"beta": -1.0}, "`beta` must be a non-negative number"),
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"posterior": {"name": "implicit", "noise_dim": 0}}, ValueError,
+     "`noise_dim` must be a positive int; got 0"),
+    ({"posterior": {"name": "implicit", "noise_dim": -2}}, ValueError,
+     "`noise_dim` must be a positive int; got -2"),
+    ({"noise_dim": 3}, TypeError, "noise_dim"),  # the posterior's argument, not AVB's
+    ({"discriminator_steps": 0}, ValueError, "`discriminator_steps` must be a positive int; got 0"),
+    ({"discriminator_steps": 1.5}, TypeError, r"`discriminator_steps` must be an int; got 1\.5"),
+    ({"discriminator_lr": 0.0}, ValueError, r"`discriminator_lr` must be positive; got 0\.0"),
+    ({"discriminator_units": (32, 0)}, ValueError,
+     r"`discriminator_units` must be a sequence of at least 1 positive int\(s\)"),
+    ({"moment_samples": 1}, ValueError, "`moment_samples` must be an int >= 2; got 1"),
+    ({"posterior": {"name": "implicit", "proposal_samples": 4}}, ValueError,
+     r"`proposal_samples .*must be an int >= 5; got 4"),  # > latent_dim = 4
+    ({"posterior": {"name": "implicit", "proposal_scale": 0.9}}, ValueError,
+     r"`proposal_scale` must be >= 1\.0; got 0\.9"),
+    ({"posterior": {"name": "diagonal", "noise_dim": 3}}, ValueError,
+     r"Unknown key 'noise_dim' in the posterior 'diagonal'; allowed: \['init_scale'"),
+    ({"terms": ["reconstruction"]}, ValueError,
+     "AVB builds its objective itself .*; `terms` cannot be set"),
+    ({"kl": "mc"}, ValueError, "AVB builds its objective itself .*; `kl` cannot be set; got 'mc'"),
+    ({"objective": "iwae"}, ValueError,
+     "AVB builds its objective itself .*; `objective` cannot be set; got 'iwae'"),
+    ({"beta": -1.0}, ValueError, r"`beta` must be non-negative; got -1\.0"),
 ])
-def test_bad_settings_raise_clear_errors(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_settings_raise_clear_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
         _small_avb(**kwargs)
 
 

@@ -1,5 +1,5 @@
 """tfvae.export: atomic replacement, crashes that leave the previous export intact, stale
-temporaries, refusals, and what models without a density (or with a hook) export."""
+temporaries, refusals, and what each kind of posterior (or a hook) makes a model export."""
 
 import os
 
@@ -9,6 +9,7 @@ import pytest
 import tfvae
 from tfvae import export
 from tfvae._tf import tf
+from tfvae.registry import MODELS
 
 
 def _vae(seed):
@@ -49,7 +50,7 @@ def test_crash_during_export_leaves_the_previous_export_intact(tmp_path, monkeyp
     (stale / "saved_model.pb").write_bytes(b"partial")
     assert not np.allclose(_decoded(str(target), z), new.decode(z).mean().numpy())
 
-    real_save = tf.saved_model.save
+    real_save, real_publish = tf.saved_model.save, export.atomic.publish
 
     def crash_mid_write(obj, path, signatures=None):
         # Half a SavedModel on disk, then the process "dies".
@@ -60,13 +61,15 @@ def test_crash_during_export_leaves_the_previous_export_intact(tmp_path, monkeyp
     def crash_on_publish(a, b):
         raise RuntimeError("simulated crash before the rename")
 
+    # Crashes while writing, when publishing starts, and at the atomic swap itself.
     for name, obj, attr, fn in [("write", export.tf.saved_model, "save", crash_mid_write),
-                                ("publish", export, "_exchange", crash_on_publish)]:
+                                ("publish", export.atomic, "publish", crash_on_publish),
+                                ("exchange", export.atomic, "_exchange", crash_on_publish)]:
         with monkeypatch.context() as m:
             m.setattr(obj, attr, fn)
             with pytest.raises(RuntimeError, match="simulated crash"):
                 export.save(new, target, metadata={"version": 2})
-        assert tf.saved_model.save is real_save
+        assert tf.saved_model.save is real_save and export.atomic.publish is real_publish
         # The old export is untouched, byte for byte the same files, and still loads.
         now = sorted(os.path.relpath(os.path.join(d, f), target)
                      for d, _, fs in os.walk(target) for f in fs)
@@ -99,14 +102,6 @@ def test_refuses_to_replace_what_is_not_a_saved_model(tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
-class _NoDensityVAE(tfvae.VAE):
-    """Pretends its posterior can only sample (as AVB's implicit one)."""
-
-    @property
-    def has_density(self):
-        return False
-
-
 class _HookVAE(tfvae.VAE):
     """Drops `sample` and adds `logits` through the export hook."""
 
@@ -121,13 +116,39 @@ def test_what_each_kind_of_model_exports(tmp_path):
     x = np.zeros((3, 28, 28, 1), np.float32)
     z = np.array([[0.1, 0.2]], np.float32)
 
-    no_density = _NoDensityVAE(latent_dim=2, hidden_units=(16,), seed=0)
-    export.save(no_density, tmp_path / "implicit")
-    loaded = tf.saved_model.load(str(tmp_path / "implicit"))
-    assert sorted(loaded.signatures) == ["decode", "encode", "reconstruct", "sample"]
-    assert list(loaded.signatures["encode"](x=tf.constant(x))) == ["z"]
-    meta = export.load_metadata(tmp_path / "implicit")
-    assert meta["has_density"] is False and meta["log_likelihood"] is None
+    # The posterior decides: a Gaussian exports its parameters and log q; a sampler only z,
+    # but it has a fitted proposal, so log p(x) is exported; a point mass has neither.
+    expected = {  # posterior: (encode's outputs, has log_likelihood)
+        "diagonal": ({"loc", "scale_tril", "z", "log_q"}, True),
+        "implicit": ({"z"}, True),
+        "deterministic": ({"z"}, False),
+    }
+    for posterior, (outputs, has_log_likelihood) in expected.items():
+        model_cls = MODELS.get("ae" if posterior == "deterministic" else "vae")
+        model = model_cls(latent_dim=2, posterior=posterior, hidden_units=(16,), seed=0)
+        assert model.posterior.has_proposal is has_log_likelihood
+        export.save(model, tmp_path / posterior, iwae_samples=10)
+        loaded = tf.saved_model.load(str(tmp_path / posterior))
+        signatures = ["decode", "encode", "reconstruct", "sample"]
+        signatures += ["log_likelihood"] if has_log_likelihood else []
+        assert sorted(loaded.signatures) == sorted(signatures), posterior
+        encoded = loaded.signatures["encode"](x=tf.constant(x))
+        assert set(encoded) == outputs and encoded["z"].shape == (3, 2), posterior
+        q = model.encode(x)
+        if posterior == "diagonal":
+            np.testing.assert_allclose(encoded["loc"].numpy(), q.loc.numpy(), atol=1e-6)
+            np.testing.assert_allclose(encoded["log_q"].numpy(),
+                                       q.log_prob(encoded["z"]).numpy(), atol=1e-4)
+        if posterior == "deterministic":  # the point itself, not a draw
+            np.testing.assert_allclose(encoded["z"].numpy(), q.mean().numpy(), atol=1e-6)
+        if has_log_likelihood:
+            log_px = loaded.signatures["log_likelihood"](x=tf.constant(x))["log_likelihood"]
+            assert log_px.shape == (3,) and np.all(np.isfinite(log_px.numpy()))
+        meta = export.load_metadata(tmp_path / posterior)
+        assert meta["has_density"] is (posterior == "diagonal"), posterior
+        assert (meta["log_likelihood"] is None) is not has_log_likelihood, posterior
+        if has_log_likelihood:
+            assert meta["log_likelihood"]["num_samples"] == 10
 
     hooked = _HookVAE(latent_dim=2, hidden_units=(16,), seed=0)
     export.save(hooked, tmp_path / "hooked")

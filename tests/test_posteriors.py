@@ -105,11 +105,18 @@ def test_posterior_contract(name):
 
 
 def test_posterior_bad_arguments():
-    for bad in (0, -3, 2.5, True):
-        with pytest.raises(ValueError, match="`latent_dim` must be a positive int"):
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match=f"`latent_dim` must be a positive int; got {bad}"):
             POSTERIORS.get("diagonal")(bad)
-    with pytest.raises(ValueError, match="`init_scale` must be positive"):
-        POSTERIORS.get("full_covariance")(4, init_scale=0.0)
+    for bad in (2.5, True):  # not ints at all: a TypeError
+        with pytest.raises(TypeError, match=f"`latent_dim` must be an int; got {bad}"):
+            POSTERIORS.get("diagonal")(bad)
+    # sigma = softplus(.) + 1e-5 can never reach the shift, so that is the bound.
+    for bad in (0.0, 1e-5):
+        with pytest.raises(ValueError, match=r"`init_scale` must be > 1e-05; got "):
+            POSTERIORS.get("full_covariance")(4, init_scale=bad)
+    with pytest.raises(ValueError, match="`offdiag_scale` must be positive; got 0.0"):
+        POSTERIORS.get("full_covariance")(4, offdiag_scale=0.0)
     with pytest.raises(ValueError, match=r"Unknown posterior 'ful_covariance'.*did you mean "
                                          r"'full_covariance'"):
         POSTERIORS.get("ful_covariance")
