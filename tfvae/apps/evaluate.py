@@ -115,6 +115,8 @@ def evaluate(model, x, labels, num_samples, batch_size, seed):
     sums = {}
     bar = _progress(n, "image")
     log_px = []
+    # A point mass offers no importance distribution: no NLL, only what it has.
+    estimate_nll = bool(model.posterior.has_proposal)
     t0 = time.perf_counter()
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
@@ -122,20 +124,22 @@ def evaluate(model, x, labels, num_samples, batch_size, seed):
         for key in ("elbo", "kl", "reconstruction"):
             if key in losses:
                 sums[key] = sums.get(key, 0.0) + float(losses[key]) * len(xb)
-        log_px.append(evaluation.log_likelihood(model, xb, num_samples=num_samples,
-                                                batch_size=batch_size, seed=seed + start))
+        if estimate_nll:
+            log_px.append(evaluation.log_likelihood(model, xb, num_samples=num_samples,
+                                                    batch_size=batch_size, seed=seed + start))
         bar.add(len(xb))
     seconds = time.perf_counter() - t0
-    nll = float(-np.mean(np.concatenate(log_px)))
     pixels = int(np.prod(x.shape[1:]))
     means, _ = posterior_moments(model, x, seed=seed)
     recon = np.concatenate([model(x[s:s + batch_size]).numpy()
                             for s in range(0, n, batch_size)])
-    out = {"nll": nll, "bits_per_dim": nll / (pixels * math.log(2)),
-           "active_units": active_units(means), "active_unit_threshold": 0.01,
+    out = {"active_units": active_units(means), "active_unit_threshold": 0.01,
            "reconstruction_mse": float(np.mean((recon - x) ** 2)),
            "latent_dim": int(model.latent_dim), "seconds": round(seconds, 2),
            "images_per_s": n / seconds}
+    if estimate_nll:
+        nll = float(-np.mean(np.concatenate(log_px)))
+        out.update(nll=nll, bits_per_dim=nll / (pixels * math.log(2)))
     for key, value in sums.items():
         out[key] = value / n
     if "elbo" in out:
@@ -216,7 +220,9 @@ def _main(argv):
         json.dump(numbers, f, indent=2)
     os.replace(path + ".tmp", path)
     neg_elbo = numbers.get("neg_elbo")
-    print(f"NLL {numbers['nll']:.2f} nats ({numbers['bits_per_dim']:.4f} bits/dim)"
+    print((f"NLL {numbers['nll']:.2f} nats ({numbers['bits_per_dim']:.4f} bits/dim), an "
+           "importance-sampling estimate" if "nll" in numbers else
+           "NLL: not estimated (the posterior is a point mass: no importance distribution)")
           + (f", -ELBO {neg_elbo:.2f}" if neg_elbo is not None else "")
           + (f", KL {numbers['kl']:.2f}" if "kl" in numbers else "")
           + f", active units {numbers['active_units']}/{numbers['latent_dim']}")
