@@ -14,7 +14,6 @@ This module does no TensorFlow work and parses no command line; the apps do.
 """
 
 import dataclasses
-import json
 import numbers
 import tomllib
 

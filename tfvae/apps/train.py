@@ -37,7 +37,6 @@ Exit codes: 0 done, 2 bad input (one line on stderr), 130 interrupted (resume by
 re-running).
 """
 
-import difflib
 import hashlib
 import json
 import math
@@ -48,181 +47,20 @@ import time
 
 import numpy as np
 
-import tfvae  # registers every model, posterior, likelihood and callback
+import tfvae  # noqa: F401  (registers every model, posterior, likelihood and callback)
 from tfvae import callbacks as callbacks_lib
-from tfvae import components
 from tfvae import config as config_lib
 from tfvae import export
 from tfvae import recipe as recipe_lib
 from tfvae._tf import tf, tfk
 from tfvae.apps import _cli
-from tfvae.apps import _flags
+from tfvae.apps._train_args import PROG, build_parser, parse  # noqa: F401  (public)
+from tfvae.apps._train_data import Data
 from tfvae.apps import tensorboard as tensorboard_app
-from tfvae.registry import MODELS
 
-PROG = "tfvae-train"
 RUN_FILE = "run.json"
 #: test images that feed the image summaries, histograms and the projector
 SUMMARY_IMAGES = 1000
-LABEL_NAMES = {
-    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                      "Shirt", "Sneaker", "Bag", "Ankle boot"],
-    "mnist": [str(i) for i in range(10)],
-}
-
-
-# ---------------------------------------------------------------------------- arguments
-
-def build_parser(model_cls):
-    """Run-setting flags (TrainConfig), the model's arguments as flags (from its
-    constructor's signature), component names, and `--set PATH=VALUE`."""
-    parser = _cli.ArgumentParser(
-        prog=PROG, description=__doc__.splitlines()[0],
-        epilog="Any component argument: --set posterior.offdiag_scale=1e-2 (see README, "
-               "'Presets'). Presets: apps/*.toml.")
-    parser.add_argument("--config", metavar="TOML",
-                        help="a preset (apps/*.toml); flags and --set override it")
-    parser.add_argument("--model", metavar="NAME", choices=MODELS.names(),
-                        help=f"the model recipe, one of {MODELS.names()} (default: vae); "
-                             "its arguments are listed below with --model NAME --help")
-    for table, registry in recipe_lib.TABLES.items():
-        parser.add_argument(f"--{table}", metavar="NAME", choices=registry.names(),
-                            help=f"the {table}, one of {registry.names()} (default: the "
-                                 "model's); its arguments: --set " + table + ".ARG=VALUE")
-    parser.add_argument("--set", metavar="PATH=VALUE", action="append", default=[],
-                        help="set any setting or component argument, e.g. epochs=3, "
-                             "model.latent_dim=16, posterior.offdiag_scale=1e-2, "
-                             "terms.1.weight=4 (values are TOML literals)")
-    run = parser.add_argument_group("run settings")
-    for name, default, help_text, kind, choices in config_lib.TrainConfig.fields():
-        _flags.add(run, name, default, help_text, kind=kind, choices=choices)
-    model = parser.add_argument_group(f"model {model_cls.registry_name!r} "
-                                      f"({model_cls.__name__}) arguments")
-    helps = components.argument_help(model_cls)
-    for name, default in recipe_lib.model_arguments(model_cls).items():
-        _flags.add(model, name, default, helps.get(name, ""), dest=f"model.{name}")
-    return parser
-
-
-def parse(argv):
-    """argv -> (TrainConfig, Recipe, namespace). Raises UsageError."""
-    pre = _cli.ArgumentParser(prog=PROG, add_help=False)
-    pre.add_argument("--config")
-    pre.add_argument("--model")
-    known, _ = pre.parse_known_args(argv)
-    tree = {}
-    if known.config is not None:
-        try:
-            tree = config_lib.load_toml(known.config)
-        except config_lib.ConfigError as e:
-            raise _cli.UsageError(str(e)) from None
-    where = f"{known.config!r}" if known.config else "the settings"
-    tree.setdefault("model", {})
-    if not isinstance(tree["model"], dict):
-        raise _cli.UsageError(f"{where}: `model` must be a table ([model] with a name); got "
-                              f"{tree['model']!r}.")
-    if known.model is not None:
-        tree["model"]["name"] = known.model
-    with _cli.user_errors(f"{where}: "):
-        model_cls = MODELS.get(tree["model"].get("name", "vae"))
-    args = build_parser(model_cls).parse_args(argv)
-    given = {k: v for k, v in vars(args).items() if v is not None and k not in (
-        "config", "set", "model", *recipe_lib.TABLES)}
-    for key, value in given.items():
-        recipe_lib.set_path(tree, key, value)
-    for table in recipe_lib.TABLES:
-        name = getattr(args, table)
-        if name is not None and (tree.get(table) or {}).get("name") != name:
-            tree[table] = {"name": name}
-    with _cli.user_errors("--set: "):
-        for item in args.set:
-            path, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"{item!r} is not PATH=VALUE (e.g. posterior.offdiag_scale="
-                                 "1e-2).")
-            recipe_lib.set_path(tree, path.strip(), recipe_lib.parse_value(value.strip()))
-    run = {k: v for k, v in tree.items() if k not in ("model", *recipe_lib.COMPONENTS)}
-    allowed = config_lib.TrainConfig.keys()
-    for key in run:
-        if key not in allowed:
-            model_keys = list(recipe_lib.model_arguments(model_cls))
-            hint = difflib.get_close_matches(key, allowed + model_keys, n=1)
-            where_hint = " in [model]" if hint and hint[0] in model_keys else ""
-            raise _cli.UsageError(
-                f"unknown key {key!r} in {where}" + (f" (did you mean {hint[0]!r}{where_hint}?)"
-                                                     if hint else "")
-                + f"; run settings are {sorted(allowed)}, the model's arguments go in "
-                "[model], [posterior], [likelihood], [prior] and [[terms]].")
-    with _cli.user_errors(f"{where}: "):
-        cfg = config_lib.TrainConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                        for k, v in run.items()}).validate()
-        recipe = recipe_lib.Recipe.from_tree(tree)
-    if cfg.dataset not in tfvae.data.DATASETS:
-        raise _cli.UsageError(f"Unknown dataset {cfg.dataset!r}; expected one of "
-                              f"{list(tfvae.data.DATASETS)}.")
-    return cfg, recipe, args
-
-
-# ---------------------------------------------------------------------------- data
-
-class Data:
-    """The run's data: uint8 training images, float test images, the epoch stream.
-
-    Epoch e's order is a shuffle seeded by (seed, e) and a dynamic binarization keyed by
-    (seed, e, batch), so any epoch (or its tail) can be rebuilt after a restart.
-    """
-
-    def __init__(self, cfg, likelihood):
-        self.cfg = cfg
-        self.binarize = cfg.resolved_binarize(likelihood)
-        with _cli.user_errors():
-            train_x, _ = tfvae.data.load_arrays(cfg.dataset, "train")
-            test_x, test_y = tfvae.data.load_arrays(cfg.dataset, "test")
-        if cfg.limit is not None:
-            train_x = train_x[:cfg.limit]
-        if cfg.test_limit is not None:
-            test_x, test_y = test_x[:cfg.test_limit], test_y[:cfg.test_limit]
-        self.image_shape = tuple(int(s) for s in train_x.shape[1:])
-        self.num_train = len(train_x)
-        self.batches = math.ceil(self.num_train / cfg.batch_size)
-        self.steps_per_epoch = min(cfg.steps_per_epoch or self.batches, self.batches)
-        self._train = tf.constant(train_x)  # uint8 [N, H, W, C]; batches are gathered
-        # The test set gets one fixed binarization, so validation numbers compare across epochs.
-        self.test_images = self._to_float_np(test_x)
-        self.test_labels = test_y
-        self.validation = tf.data.Dataset.from_tensor_slices(self.test_images) \
-            .batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
-        self.label_names = LABEL_NAMES.get(cfg.dataset)
-
-    def _to_float_np(self, images):
-        x = images.astype(np.float32) / 255.0
-        if self.binarize == "static":
-            return (x > 0.5).astype(np.float32)
-        if self.binarize == "dynamic":
-            u = np.random.default_rng(self.cfg.seed).random(x.shape, dtype=np.float32)
-            return (u < x).astype(np.float32)
-        return x
-
-    def epoch(self, epoch, skip=0):
-        """Batches of epoch `epoch` (a scalar tensor or int), after its first `skip`."""
-        cfg = self.cfg
-        epoch = tf.cast(epoch, tf.int64)
-        # A stateless permutation: epoch e's order is a pure function of (seed, e).
-        order = tf.argsort(tf.random.stateless_uniform(
-            [self.num_train], seed=tf.stack([tf.constant(cfg.seed, tf.int64), epoch])))
-        ds = tfvae.data.ordered_batches(self._train, order, self.num_train, cfg.batch_size) \
-            .take(self.steps_per_epoch).skip(skip)
-        binarize, seed = self.binarize, cfg.seed
-
-        def convert(index, images):
-            key = tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_000 + index])
-            return tfvae.data.to_float(images, binarize, key=key)
-        return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
-
-    def stream(self, first_epoch, last_epoch):
-        """Epochs first_epoch .. last_epoch - 1 back to back (fit with steps_per_epoch)."""
-        return tf.data.Dataset.range(first_epoch, last_epoch).flat_map(self.epoch) \
-            .prefetch(tf.data.AUTOTUNE)
 
 
 # ---------------------------------------------------------------------------- run directory

@@ -26,20 +26,19 @@ from tfvae import priors  # noqa: F401  (registers the priors)
 from tfvae import validation
 from tfvae._tf import tf, tfk, tfp
 from tfvae.models import _inputs
+from tfvae.models.train_step import TrainStep
 from tfvae.objectives.base import check_weight
 from tfvae.registry import ARCHITECTURES, LIKELIHOODS, MODELS, POSTERIORS, PRIORS, TERMS
 from tfvae.seeds import stateless_seed
 from tfvae.types import ForwardPass, check_kl_mode
 
-BASE_METRICS = ("loss", "elbo", "reconstruction", "kl")
 OBJECTIVES = ("elbo", "iwae")
-CRITIC_METRICS = ("loss", "accuracy_positive", "accuracy_negative")
 #: arguments of a component spec that the model supplies itself
 MODEL_CONTEXT = ("latent_dim", "dataset_size")
 
 
 @MODELS.register("vae")
-class VAE(tfk.Model):
+class VAE(TrainStep, tfk.Model):
     """A VAE with pluggable posterior, likelihood, prior, networks and objective terms.
 
     Args:
@@ -131,15 +130,6 @@ class VAE(tfk.Model):
         for term in self.terms:
             term.build_critic(self.image_shape, self.latent_dim)
 
-    def metric_names(self):
-        """Every scalar `fit` and `evaluate` report: the ELBO's parts, each term, each
-        term's diagnostics ("<term>_<key>") and critic ("<term>_critic_<key>")."""
-        names = list(BASE_METRICS) + [t.name for t in self.terms if t.name not in BASE_METRICS]
-        names += [f"{t.name}_{k}" for t in self.terms for k in t.metric_keys]
-        names += [f"{t.name}_critic_{k}" for t in self.terms if t.critic is not None
-                  for k in CRITIC_METRICS]
-        return names
-
     # ------------------------------------------------------------------ public API
 
     @property
@@ -186,7 +176,7 @@ class VAE(tfk.Model):
         """
         q_z = self.encode(x, training=training)
         x = tf.convert_to_tensor(x, self.compute_dtype)
-        seed = self._seed() if seed is None else stateless_seed(seed)
+        seed = self.next_seed() if seed is None else stateless_seed(seed)
         sample_seed, pass_seed = tfp.random.split_seed(seed, 2)
         z = q_z.sample(num_samples or self.num_samples, seed=sample_seed)
         p_x_given_z = self.decode(z, training=training) if decode else None
@@ -207,7 +197,7 @@ class VAE(tfk.Model):
         """`n` images from the prior, [n, H, W, C]: the decoder's mean, or a draw if not `mean`."""
         n = validation.positive_int(n, "n")
         z_seed, x_seed = tfp.random.split_seed(
-            self._seed() if seed is None else stateless_seed(seed), 2)
+            self.next_seed() if seed is None else stateless_seed(seed), 2)
         p_x = self.decode(self.prior.sample(n, seed=z_seed))
         return p_x.mean() if mean else p_x.sample(seed=x_seed)
 
@@ -238,96 +228,6 @@ class VAE(tfk.Model):
         raise ValueError(f"The {self.posterior.registry_name!r} posterior has no density, so "
                          "KL(q(z|x) || p(z)) and the ELBO are undefined (+inf for a point "
                          "mass); no objective term estimates them.")
-
-    # ------------------------------------------------------------------ training
-
-    def compute_losses(self, x, training=False, seed=None):
-        """All scalars the objective needs and `fit` reports, each a batch mean in nats."""
-        return self._objective(self.forward(x, training=training, seed=seed))
-
-    def _objective(self, fwd):
-        values, loss = {}, tf.constant(0.0, tf.float32)
-        for term in self.terms:
-            value = tf.reduce_mean(term(fwd))
-            values[term.name] = value
-            loss += term.weight_at(fwd.step) * value
-            values.update({f"{term.name}_{k}": v for k, v in term.metrics(fwd).items()})
-        values["loss"] = loss
-        values["reconstruction"] = tf.reduce_mean(fwd.distortion)
-        if self.has_density or any(t.estimates_rate for t in self.terms):
-            values["kl"] = tf.reduce_mean(self._rate(fwd))
-            values["elbo"] = -(values["reconstruction"] + values["kl"])
-        return values
-
-    def critic_variables(self):
-        """Variables owned by the terms' critics; they move only by their own optimizers."""
-        return [v for t in self.terms if t.critic is not None
-                for v in t.critic.trainable_variables]
-
-    def model_variables(self):
-        """Encoder, posterior, decoder, likelihood and prior variables: the ELBO's."""
-        owned = {v.ref() for v in self.critic_variables()}
-        return [v for v in self.trainable_variables if v.ref() not in owned]
-
-    def _update_critics(self, order, fwd):
-        """`critic_steps` updates of each critic of this order, each with its own seed."""
-        logs = {}
-        for i, term in enumerate(self.terms):
-            if term.critic is None or term.critic_order != order:
-                continue
-            seeds = tfp.random.split_seed(fwd.seed_for(f"critic/{i}"), term.critic_steps)
-            for step_seed in tf.unstack(seeds, num=term.critic_steps):
-                result = term.update_critic(fwd, step_seed)
-            logs.update({f"{term.name}_critic_{k}": v for k, v in result.items()})
-        return logs
-
-    def train_step(self, data):
-        x = _inputs.unpack(data)
-        seed = self._seed()
-        critic_seed, step_seed = tfp.random.split_seed(seed, 2)
-        logs = {}
-        if any(t.critic is not None and t.critic_order == "before" for t in self.terms):
-            # Critics that lead fit themselves to the current q first, on a fresh encoding.
-            encoded = self.forward(x, training=True, seed=critic_seed, decode=False)
-            logs.update(self._update_critics("before", encoded))
-        with tf.GradientTape() as tape:
-            fwd = self.forward(x, training=True, seed=step_seed)
-            losses = self._objective(fwd)
-        variables = self.model_variables()
-        grads = tape.gradient(losses["loss"], variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        logs.update(self._update_critics("after", fwd))
-        logs.update(losses)
-        return self._update_trackers(logs)
-
-    def test_step(self, data):
-        fwd = self.forward(_inputs.unpack(data), training=False)
-        logs = self._objective(fwd)
-        for i, term in enumerate(self.terms):
-            if term.critic is not None:
-                logs.update({f"{term.name}_critic_{k}": v for k, v in term.critic_metrics(
-                    fwd, fwd.seed_for(f"critic/{i}")).items()})
-        return self._update_trackers(logs)
-
-    def _update_trackers(self, logs):
-        for name, value in logs.items():
-            if name in self._trackers:
-                self._trackers[name].update_state(value)
-        return {name: t.result() for name, t in self._trackers.items() if name in logs}
-
-    @property
-    def metrics(self):
-        # Listed here so Keras resets them every epoch (else running means across epochs).
-        return list(self._trackers.values())
-
-    def fit(self, x=None, *args, **kwargs):
-        _inputs.check_array_input(self, x)
-        _inputs.check_array_input(self, kwargs.get("validation_data"))
-        return super().fit(x, *args, **kwargs)
-
-    def evaluate(self, x=None, *args, **kwargs):
-        _inputs.check_array_input(self, x)
-        return super().evaluate(x, *args, **kwargs)
 
     # ------------------------------------------------------------------ config
 

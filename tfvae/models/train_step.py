@@ -1,0 +1,122 @@
+"""The one training step of every model: the objective's terms, then the critics.
+
+```none
+train_step:  critics with critic_order "before" (each `critic_steps` updates, fresh encoding)
+             model step on sum_t weight_t * mean_B term_t (encoder, heads, decoder only)
+             critics with critic_order "after" (on the model step's forward pass)
+```
+Reported: `loss`, `reconstruction`, `kl` and `elbo` (when the posterior has a density, or a
+term estimates the rate), each term by its name, its diagnostics as `<term>_<key>`, its
+critic as `<term>_critic_loss` / `_accuracy_positive` / `_accuracy_negative`.
+"""
+
+from tfvae._tf import tf, tfp
+from tfvae.models import _inputs
+
+BASE_METRICS = ("loss", "elbo", "reconstruction", "kl")
+CRITIC_METRICS = ("loss", "accuracy_positive", "accuracy_negative")
+
+
+class TrainStep:
+    """Mixed into `tfvae.VAE` before `tfk.Model`: train_step, test_step and the metrics.
+
+    Needs from the model: `terms`, `forward(x, training, seed, decode)`, `_rate(fwd)`,
+    `has_density`, `next_seed()` and `optimizer`.
+    """
+
+    def metric_names(self):
+        """Every scalar `fit` and `evaluate` report: the ELBO's parts, each term, each
+        term's diagnostics ("<term>_<key>") and critic ("<term>_critic_<key>")."""
+        names = list(BASE_METRICS) + [t.name for t in self.terms if t.name not in BASE_METRICS]
+        names += [f"{t.name}_{k}" for t in self.terms for k in t.metric_keys]
+        names += [f"{t.name}_critic_{k}" for t in self.terms if t.critic is not None
+                  for k in CRITIC_METRICS]
+        return names
+
+    def compute_losses(self, x, training=False, seed=None):
+        """All scalars the objective needs and `fit` reports, each a batch mean in nats."""
+        return self._objective(self.forward(x, training=training, seed=seed))
+
+    def _objective(self, fwd):
+        values, loss = {}, tf.constant(0.0, tf.float32)
+        for term in self.terms:
+            value = tf.reduce_mean(term(fwd))
+            values[term.name] = value
+            loss += term.weight_at(fwd.step) * value
+            values.update({f"{term.name}_{k}": v for k, v in term.metrics(fwd).items()})
+        values["loss"] = loss
+        values["reconstruction"] = tf.reduce_mean(fwd.distortion)
+        if self.has_density or any(t.estimates_rate for t in self.terms):
+            values["kl"] = tf.reduce_mean(self._rate(fwd))
+            values["elbo"] = -(values["reconstruction"] + values["kl"])
+        return values
+
+    def critic_variables(self):
+        """Variables owned by the terms' critics; they move only by their own optimizers."""
+        return [v for t in self.terms if t.critic is not None
+                for v in t.critic.trainable_variables]
+
+    def model_variables(self):
+        """Encoder, posterior, decoder, likelihood and prior variables: the ELBO's."""
+        owned = {v.ref() for v in self.critic_variables()}
+        return [v for v in self.trainable_variables if v.ref() not in owned]
+
+    def _update_critics(self, order, fwd):
+        """`critic_steps` updates of each critic of this order, each with its own seed."""
+        logs = {}
+        for i, term in enumerate(self.terms):
+            if term.critic is None or term.critic_order != order:
+                continue
+            seeds = tfp.random.split_seed(fwd.seed_for(f"critic/{i}"), term.critic_steps)
+            for step_seed in tf.unstack(seeds, num=term.critic_steps):
+                result = term.update_critic(fwd, step_seed)
+            logs.update({f"{term.name}_critic_{k}": v for k, v in result.items()})
+        return logs
+
+    def train_step(self, data):
+        x = _inputs.unpack(data)
+        seed = self.next_seed()
+        critic_seed, step_seed = tfp.random.split_seed(seed, 2)
+        logs = {}
+        if any(t.critic is not None and t.critic_order == "before" for t in self.terms):
+            # Critics that lead fit themselves to the current q first, on a fresh encoding.
+            encoded = self.forward(x, training=True, seed=critic_seed, decode=False)
+            logs.update(self._update_critics("before", encoded))
+        with tf.GradientTape() as tape:
+            fwd = self.forward(x, training=True, seed=step_seed)
+            losses = self._objective(fwd)
+        variables = self.model_variables()
+        grads = tape.gradient(losses["loss"], variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        logs.update(self._update_critics("after", fwd))
+        logs.update(losses)
+        return self._update_trackers(logs)
+
+    def test_step(self, data):
+        fwd = self.forward(_inputs.unpack(data), training=False)
+        logs = self._objective(fwd)
+        for i, term in enumerate(self.terms):
+            if term.critic is not None:
+                logs.update({f"{term.name}_critic_{k}": v for k, v in term.critic_metrics(
+                    fwd, fwd.seed_for(f"critic/{i}")).items()})
+        return self._update_trackers(logs)
+
+    def _update_trackers(self, logs):
+        for name, value in logs.items():
+            if name in self._trackers:
+                self._trackers[name].update_state(value)
+        return {name: t.result() for name, t in self._trackers.items() if name in logs}
+
+    @property
+    def metrics(self):
+        # Listed here so Keras resets them every epoch (else running means across epochs).
+        return list(self._trackers.values())
+
+    def fit(self, x=None, *args, **kwargs):
+        _inputs.check_array_input(self, x)
+        _inputs.check_array_input(self, kwargs.get("validation_data"))
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        _inputs.check_array_input(self, x)
+        return super().evaluate(x, *args, **kwargs)
