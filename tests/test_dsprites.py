@@ -107,6 +107,12 @@ def test_cache_is_written_once_and_reused(small_grid, monkeypatch):
     assert [f for f in os.listdir(os.path.dirname(path))] == [os.path.basename(path)]
     monkeypatch.setattr(dsprites, "render_all_packed", lambda: pytest.fail("re-rendered"))
     np.testing.assert_array_equal(dsprites.load_packed(), first)
+    # A file of the right name but the wrong content (here: size) is rendered again.
+    monkeypatch.setattr(dsprites, "NUM_IMAGES", 2048)
+    monkeypatch.setattr(dsprites, "render_all_packed", lambda: first[:2048])
+    np.testing.assert_array_equal(dsprites.load_packed(), first[:2048])
+    with np.load(path) as f:
+        assert f["images"].shape == (2048, 64, 8)
 
 
 def test_load_yields_images_with_factor_classes_and_values(small_grid):

@@ -193,8 +193,11 @@ def load_packed(data_dir=None):
     path = cache_path()
     if os.path.exists(path):
         with np.load(path) as f:
+            images, stamp = f["images"], str(f["checksum"])
+        if stamp == checksum() and images.shape == (NUM_IMAGES, IMAGE_SIZE, IMAGE_SIZE // 8):
             log.info("dsprites: cached rendering %s", path)
-            return f["images"]
+            return images
+        log.warning("dsprites: %s does not match this renderer; rendering again", path)
     log.info("dsprites: rendering the grid (cache: %s)", path)
     packed = render_all_packed()
     os.makedirs(cache_dir(), exist_ok=True)
