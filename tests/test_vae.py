@@ -153,25 +153,6 @@ def test_works_with_numpy_and_callbacks(synthetic_batch, tmp_path):
     assert "val_kl" in (tmp_path / "log.csv").read_text()
 
 
-@pytest.mark.slow
-def test_full_covariance_at_least_as_good_as_diagonal():
-    """Regression test for the full-covariance parameterization on a small problem: after
-    the same training, its test ELBO must not trail the diagonal head's."""
-    train = tfvae.data.load("synthetic", "train", 64, binarize="static", seed=0)
-    test = tfvae.data.load("synthetic", "test", 256, binarize="static")
-    elbos = {}
-    for posterior in ("diagonal", "full_covariance"):
-        tfk.utils.set_random_seed(0)
-        model = tfvae.VAE(latent_dim=8, posterior=posterior, hidden_units=(128, 64), seed=0)
-        model.compile(optimizer=tfk.optimizers.Adam(1e-3))
-        model.fit(train, epochs=8, verbose=0)
-        elbos[posterior] = model.evaluate(test, verbose=0, return_dict=True)["elbo"]
-    # 1 nat of slack covers seed noise here; the straightforward tfpl head trails by more.
-    assert elbos["full_covariance"] >= elbos["diagonal"] - 1.0, elbos
-
-
-# ---------------------------------------------------------------------- bad input
-
 @pytest.fixture(scope="module")
 def model():
     return _small_vae()

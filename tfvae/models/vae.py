@@ -77,6 +77,12 @@ class VAE(TrainStep, tfk.Model):
                  hidden_units=None, encoder=None, decoder=None, beta=1.0, kl="auto",
                  num_samples=1, objective="elbo", terms=None, dataset_size=None, seed=None,
                  validate_args=False, name=None, **kwargs):
+        unknown = sorted(set(kwargs) - {"dtype", "trainable", "dynamic"})
+        if unknown:
+            raise TypeError(f"Model {getattr(self, 'registry_name', 'vae')!r} takes no argument "
+                            f"{unknown[0]!r}; its arguments are "
+                            f"{sorted(components.parameters(type(self)))} (component "
+                            "arguments go in the posterior, likelihood, prior or term spec).")
         super().__init__(name=name or getattr(self, "registry_name", "vae"), **kwargs)
         given = {"beta": beta, "kl": kl, "objective": objective, "num_samples": num_samples}
         for key, default in (("beta", 1.0), ("kl", "auto"), ("objective", "elbo"),
@@ -178,12 +184,16 @@ class VAE(TrainStep, tfk.Model):
         x = tf.convert_to_tensor(x, self.compute_dtype)
         seed = self.next_seed() if seed is None else stateless_seed(seed)
         sample_seed, pass_seed = tfp.random.split_seed(seed, 2)
-        z = q_z.sample(num_samples or self.num_samples, seed=sample_seed)
+        num_samples = num_samples or self.num_samples
+        if self.has_density:  # z with its log q in one pass: a flow's needs no inverse
+            z, log_qz = q_z.experimental_sample_and_log_prob(num_samples, seed=sample_seed)
+        else:
+            z, log_qz = q_z.sample(num_samples, seed=sample_seed), None
         p_x_given_z = self.decode(z, training=training) if decode else None
         step = self.optimizer.iterations if getattr(self, "optimizer", None) is not None \
             else tf.constant(0, tf.int64)
         return ForwardPass(x=x, q_z=q_z, z=z, p_z=self.prior, p_x_given_z=p_x_given_z,
-                           step=step, seed=pass_seed, kl=self.kl)
+                           step=step, seed=pass_seed, kl=self.kl, log_qz=log_qz)
 
     def elbo(self, x, num_samples=1, seed=None):
         """Per-example ELBO, [B] nats: mean over `num_samples` samples of log p(x|z), minus

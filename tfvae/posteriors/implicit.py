@@ -168,9 +168,9 @@ class ImplicitPosterior(Posterior):
                         self.latent_dim)
         self.hidden_units = validation.positive_ints(hidden_units, "hidden_units",
                                                      min_length=0)
-        self.proposal_samples = validation.integer(
-            proposal_samples, "proposal_samples (a full covariance needs more draws than "
-            "latent dimensions)", minimum=self.latent_dim + 1)
+        # A full sample covariance needs more draws than latent dimensions.
+        self.proposal_samples = validation.integer(proposal_samples, "proposal_samples",
+                                                   minimum=self.latent_dim + 1)
         self.proposal_scale = validation.real(proposal_scale, "proposal_scale", minimum=1.0)
         # The proposal's draws are fixed, so r(z|x) is a deterministic function of x.
         self._proposal_noise = np.random.default_rng(0).normal(
