@@ -24,7 +24,6 @@ _NOT_IDENTITY = ("epochs", "run_name", "logdir", "export_dir", "tensorboard", "t
                  "keep_checkpoints", "export", "export_iwae_samples", "test_limit", "dry_run")
 
 BINARIZE = ("static", "dynamic", "none")
-NORMAL_SCALES = ("fixed", "per_pixel", "heteroscedastic")
 VERBOSITY = (0, 1, 2)
 
 
