@@ -12,6 +12,7 @@ from tfvae.latent import (PPCA, analytic_elbo, build_linear_vae, compare_with_pp
                           gradient_variance, posterior_collapse, refine_posterior,
                           train_linear_vae)
 from tfvae.latent.gradients import encoder_variables
+from tfvae.registry import LIKELIHOODS
 
 D, K = 5, 2
 
@@ -57,6 +58,10 @@ def test_scalar_likelihood_is_one_shared_normal():
     expected = -0.5 * np.sum(loc.numpy().reshape(3, -1) ** 2, 1) / 0.49 \
         - D * 0.5 * math.log(2 * math.pi * 0.49)
     np.testing.assert_allclose(model.likelihood(loc).log_prob(x).numpy(), expected, rtol=1e-5)
+    # Registered, and its config rebuilds it through the registry.
+    config = model.likelihood.get_config()
+    rebuilt = LIKELIHOODS.build({**config, "name": "normal_scalar"})
+    assert (rebuilt.initial_variance, rebuilt.learn_variance) == (0.49, False)
 
 
 def test_posterior_collapse_when_variance_is_held_above_an_eigenvalue():
