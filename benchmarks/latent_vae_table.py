@@ -10,7 +10,7 @@ image are log p(x) - 784 log 256: densities of the dequantized 8-bit data.
 - linear VAE (K = 32, one learned s2): analytic test ELBO and the exact log p(x) of its own
   linear-Gaussian generative model, beside the pPCA MLE (all three exact, no sampling).
 - Normal-likelihood VAEs (MLP 784-512-256, latent 32, per-pixel learned sigma >= 0.01,
-  diagonal and full-covariance q): test ELBO (estimate, 10 samples) and log p(x) by
+  diagonal and full-covariance q, sigma starting at `--init-sigma`): test ELBO (estimate, 10 samples) and log p(x) by
   importance sampling (`tfvae.evaluation.log_likelihood`, k = `--iwae`, first `--nll-examples`
   test images; an estimate, biased low).
 - The ELBO gradient wrt the encoder of the diagonal VAE, on a batch of 64 test images: total
@@ -38,9 +38,9 @@ from tfvae.apps.latent import dequantize  # noqa: E402
 JACOBIAN = 784 * math.log(256)
 
 
-def train_vae(posterior, x_train, epochs, seed):
+def train_vae(posterior, x_train, epochs, seed, sigma):
     model = tfvae.VAE(latent_dim=32, posterior=posterior, input_shape=(28, 28, 1),
-                      likelihood={"name": "normal", "scale": "per_pixel"},
+                      likelihood={"name": "normal", "scale": "per_pixel", "sigma": sigma},
                       hidden_units=(512, 256), seed=seed)
     model.compile(optimizer=tfk.optimizers.Adam(1e-3), jit_compile=True,
                   steps_per_execution=16)
@@ -59,6 +59,8 @@ def main(argv=None):
     p.add_argument("--draws", type=int, default=200)
     p.add_argument("--examples", type=int, default=50)
     p.add_argument("--refine-steps", type=int, default=200)
+    p.add_argument("--init-sigma", type=float, default=1.0,
+                   help="initial per-pixel sigma of the Normal VAEs")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     tfk.utils.set_random_seed(args.seed)
@@ -87,13 +89,13 @@ def main(argv=None):
 
     models = {}
     for posterior in ("diagonal", "full_covariance"):
-        model, seconds = train_vae(posterior, x_train, args.epochs, args.seed)
+        model, seconds = train_vae(posterior, x_train, args.epochs, args.seed, args.init_sigma)
         models[posterior] = model
         xs = x_test[:args.nll_examples]
         elbo = float(np.mean(model.elbo(x_test, num_samples=10, seed=1).numpy()))
         log_px = tfvae.evaluation.log_likelihood(model, xs, num_samples=args.iwae, seed=2)
         print(json.dumps({"model": f"Normal VAE, {posterior} q", "train_seconds": seconds,
-                          "epochs": args.epochs,
+                          "epochs": args.epochs, "init_sigma": args.init_sigma,
                           "test_elbo_nats_estimate": elbo - JACOBIAN,
                           "test_log_px_nats_iwae_estimate": float(np.mean(log_px)) - JACOBIAN,
                           "iwae_k": args.iwae, "iwae_examples": len(xs)}), flush=True)
