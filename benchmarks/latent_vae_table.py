@@ -9,10 +9,10 @@ image are log p(x) - 784 log 256: densities of the dequantized 8-bit data.
 
 - linear VAE (K = 32, one learned s2): analytic test ELBO and the exact log p(x) of its own
   linear-Gaussian generative model, beside the pPCA MLE (all three exact, no sampling).
-- Normal-likelihood VAEs (MLP 784-512-256, latent 32, per-pixel learned sigma >= 0.01,
-  diagonal and full-covariance q, sigma starting at `--init-sigma`): test ELBO (estimate, 10 samples) and log p(x) by
-  importance sampling (`tfvae.evaluation.log_likelihood`, k = `--iwae`, first `--nll-examples`
-  test images; an estimate, biased low).
+- Normal-likelihood VAEs (MLP 784-512-256, latent 32, per-pixel learned sigma >= 0.01
+  starting at `--init-sigma`, diagonal and full-covariance q): test ELBO (estimate, 10
+  samples) and log p(x) by importance sampling (`tfvae.evaluation.log_likelihood`,
+  k = `--iwae`, first `--nll-examples` test images; an estimate, biased low).
 - The ELBO gradient wrt the encoder of the diagonal VAE, on a batch of 64 test images: total
   variance (sum over parameters) of one draw, per estimator (estimates over `--draws`).
 - `tfvae.latent.refine_posterior` on the first `--examples` test images of both VAEs.
