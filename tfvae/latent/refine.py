@@ -71,13 +71,13 @@ def _strictly_lower(m):
     return tf.linalg.band_part(m, -1, 0) - tf.linalg.band_part(m, 0, 0)
 
 
-def _q_params(loc0, tril0, delta, log_diag, unit_lower):
-    """(loc, L) = (loc0 + L0 delta, (I + N) diag(exp(s))): every free parameter is in units
-    of the encoder's posterior scale, so one Adam step moves q by a fixed fraction of its own
+def _q_params(loc0, delta, log_diag, unit_lower):
+    """(loc, L) = (loc0 + L delta, L = (I + N) diag(exp(s))): every free parameter is in
+    units of q's current width, so one Adam step moves q by a fixed fraction of its own
     width whether that width is 1 or 1e-3."""
-    loc = loc0 + tf.einsum("bij,bj->bi", tril0, delta)
     eye = tf.eye(tf.shape(loc0)[-1], dtype=loc0.dtype)
-    return loc, (eye + _strictly_lower(unit_lower)) * tf.exp(log_diag)[:, None, :]
+    tril = (eye + _strictly_lower(unit_lower)) * tf.exp(log_diag)[:, None, :]
+    return loc0 + tf.einsum("bij,bj->bi", tril, delta), tril
 
 
 def _log_weights(model, x, q, z):
@@ -131,7 +131,7 @@ def refine_posterior(model, x, steps=300, learning_rate=0.05, num_samples=16,
             eps = tf.random.stateless_normal(
                 [num_samples, batch, dim], tf.random.experimental.stateless_fold_in(train_seed, i))
             with tf.GradientTape() as tape:
-                loc, tril = _q_params(loc0, tril0, delta, log_diag, unit_lower)
+                loc, tril = _q_params(loc0, delta, log_diag, unit_lower)
                 z = loc + tf.einsum("bij,sbj->sbi", tril, eps)
                 # "Sticking the landing": log q with its parameters held, so the gradient is
                 # unbiased and its variance vanishes at the true posterior. A sum over
@@ -171,7 +171,7 @@ def refine_posterior(model, x, steps=300, learning_rate=0.05, num_samples=16,
             running = tf.reduce_logsumexp(tf.stack([running, tf.reduce_logsumexp(log_w, 0)]), 0)
         return running - math.log(iwae_samples)
 
-    loc, tril = _q_params(loc0, tril0, delta, log_diag, unit_lower)
+    loc, tril = _q_params(loc0, delta, log_diag, unit_lower)
     amortized = evaluate(loc0, tril0).numpy().astype(np.float64)
     refined = evaluate(loc, tril).numpy().astype(np.float64)
     worse = ~(refined >= amortized)  # NaN (a diverged q) counts as worse
