@@ -78,6 +78,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert len(err) == 1 and err[0].startswith("tfvae-latent: error:") and message in err[0], err
 
 
+@pytest.mark.slow  # a second TensorFlow start-up; the in-process cases above cover the logic
 def test_bad_input_in_a_subprocess_is_one_stderr_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tfvae.apps.latent", "--model", "gmm",
                            "--num-components", "5", "--dataset", "synthetic", "--limit", "3",

@@ -11,7 +11,9 @@ from tfvae._tf import tf
 from tfvae.latent import (PPCA, analytic_elbo, build_linear_vae, compare_with_ppca,
                           gradient_variance, posterior_collapse, refine_posterior,
                           train_linear_vae)
+from tfvae.latent import linear_vae as linear_vae_lib
 from tfvae.latent.gradients import encoder_variables
+from tfvae.registry import LIKELIHOODS
 
 D, K = 5, 2
 
@@ -57,6 +59,10 @@ def test_scalar_likelihood_is_one_shared_normal():
     expected = -0.5 * np.sum(loc.numpy().reshape(3, -1) ** 2, 1) / 0.49 \
         - D * 0.5 * math.log(2 * math.pi * 0.49)
     np.testing.assert_allclose(model.likelihood(loc).log_prob(x).numpy(), expected, rtol=1e-5)
+    # Registered, and its config rebuilds it through the registry.
+    config = model.likelihood.get_config()
+    rebuilt = LIKELIHOODS.build({**config, "name": "normal_scalar"})
+    assert (rebuilt.initial_variance, rebuilt.learn_variance) == (0.49, False)
 
 
 def test_posterior_collapse_when_variance_is_held_above_an_eigenvalue():
@@ -165,3 +171,28 @@ def test_bad_inputs_raise_one_line_errors(call, match):
     with pytest.raises(ValueError, match=match) as info:
         call(model, np.zeros((4, D, 1, 1), np.float32))
     assert "\n" not in str(info.value)
+
+
+def test_refinement_is_scale_free_for_a_narrow_posterior():
+    # s2 = 1e-4: the true posterior is ~1e-2 wide. The encoder's q starts 2 true widths off
+    # and 10x too narrow. Steps are relative to q's width, so the default rate that suits
+    # the unit-scale model above neither diverges nor crawls here.
+    model = build_linear_vae((D, 1, 1), K, variance=1e-4, learn_variance=False, seed=0)
+    w, b, s2 = linear_vae_lib.decoder_parameters(model)
+    m = w.T @ w + s2 * np.eye(K)
+    gain = np.linalg.solve(m, w.T)                                   # [K, D]
+    width = np.sqrt(np.diag(s2 * np.linalg.inv(m)))
+    model.posterior.loc_layer.set_weights([gain.T.astype(np.float32),
+                                           (2 * width - gain @ b).astype(np.float32)])
+    model.posterior.log_scale.assign(np.log(width / 10).astype(np.float32))
+    r = np.random.default_rng(0)
+    x = (r.normal(size=(8, K)) @ w.T + b + math.sqrt(s2) * r.normal(size=(8, D)))
+    x = x.astype(np.float32).reshape(8, D, 1, 1)
+    cov = w @ w.T + s2 * np.eye(D)
+    d = x.reshape(8, -1) - b
+    exact = -0.5 * (np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
+                    + np.linalg.slogdet(cov)[1] + D * math.log(2 * math.pi))
+    gaps = refine_posterior(model, x, steps=300, seed=0)
+    assert np.all(gaps.amortization_gap > 1.0) and gaps.kept_initial == 0
+    np.testing.assert_allclose(gaps.refined_elbo, exact, atol=0.01)
+    np.testing.assert_allclose(gaps.log_px, exact, atol=0.01)

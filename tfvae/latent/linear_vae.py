@@ -40,13 +40,13 @@ class ScalarNormalLikelihood(Likelihood):
 
     Args:
         variance: s2, or its initial value when learned. Default value: 1.0.
-        trainable: learn s2 (as log s2) or hold it fixed. Default value: True.
+        learn_variance: learn s2 (as log s2) or hold it fixed. Default value: True.
     """
 
-    def __init__(self, variance=1.0, trainable=True, validate_args=False, **kwargs):
+    def __init__(self, variance=1.0, learn_variance=True, validate_args=False, **kwargs):
         super().__init__(validate_args=validate_args, **kwargs)
         self.initial_variance = _checks.check_positive_float(variance, "variance")
-        self.learn_variance = bool(trainable)
+        self.learn_variance = bool(learn_variance)
 
     def build(self, input_shape):
         self.log_variance = self.add_weight(
@@ -65,7 +65,7 @@ class ScalarNormalLikelihood(Likelihood):
 
     def get_config(self):
         return {**super().get_config(), "variance": self.initial_variance,
-                "trainable": self.learn_variance}
+                "learn_variance": self.learn_variance}
 
 
 class LinearGaussianPosterior(Posterior):
@@ -129,7 +129,7 @@ def build_linear_vae(data_shape, latent_dim, variance=1.0, learn_variance=True,
     return VAE(latent_dim=latent_dim, input_shape=shape, encoder=encoder, decoder=decoder,
                posterior=LinearGaussianPosterior(latent_dim, full_covariance=full_covariance),
                likelihood={"name": "normal_scalar", "variance": variance,
-                           "trainable": learn_variance},
+                           "learn_variance": learn_variance},
                num_samples=num_samples, seed=seed, name="linear_vae")
 
 

@@ -68,9 +68,10 @@ def em_step(cov, w, s2):
 class PPCA:
     """Probabilistic PCA with K latent dimensions.
 
-    After `fit`: `mean` [D], `weights` W [D, K], `noise_variance` s2 (floats, float64 arrays),
-    `log_likelihood_history` (mean train log p(x) per EM iteration or gradient step, exact
-    nats) and `data_shape` (the shape of one example, used by `sample`).
+    After `fit`: `mean` [D], `weights` W [D, K], `noise_variance` s2 (float64),
+    `log_likelihood_history` (mean train log p(x) in nats after each EM iteration, or before
+    each gradient step: exact, except with a `batch_size`, where it is the minibatch's
+    estimate) and `data_shape` (the shape of one example, used by `sample`).
 
     Args:
         latent_dim: K, 1 <= K < D.

@@ -15,7 +15,9 @@ makes tight.
 
 Both ELBOs are evaluated on the same `eval_samples` standard-normal draws (common random
 numbers), so their difference has far less noise than either. If the optimized q scores below
-the encoder's q on those draws, the encoder's q is kept: refinement only moves up.
+the encoder's q on those draws (or is not finite), the encoder's q is kept: refinement only
+moves up. q is parameterized relative to the encoder's q (`_q_params`), so the learning rate
+means the same for a posterior of width 1 and one of width 1e-3.
 
 #### References
 [1] Cremer, Li & Duvenaud (2018), Inference Suboptimality in Variational Autoencoders, ICML,
@@ -65,9 +67,17 @@ def _gaussian_parts(q):
     return tf.convert_to_tensor(q.loc), q.scale.to_dense()
 
 
-def _tril(log_diag, offdiag):
-    return tf.linalg.diag(tf.exp(log_diag)) + tf.linalg.band_part(offdiag, -1, 0) \
-        - tf.linalg.band_part(offdiag, 0, 0)
+def _strictly_lower(m):
+    return tf.linalg.band_part(m, -1, 0) - tf.linalg.band_part(m, 0, 0)
+
+
+def _q_params(loc0, delta, log_diag, unit_lower):
+    """(loc, L) = (loc0 + L delta, L = (I + N) diag(exp(s))): every free parameter is in
+    units of q's current width, so one Adam step moves q by a fixed fraction of its own
+    width whether that width is 1 or 1e-3."""
+    eye = tf.eye(tf.shape(loc0)[-1], dtype=loc0.dtype)
+    tril = (eye + _strictly_lower(unit_lower)) * tf.exp(log_diag)[:, None, :]
+    return loc0 + tf.einsum("bij,bj->bi", tril, delta), tril
 
 
 def _log_weights(model, x, q, z):
@@ -107,10 +117,11 @@ def refine_posterior(model, x, steps=300, learning_rate=0.05, num_samples=16,
     train_seed, eval_seed, iwae_seed = tf.unstack(tf.random.experimental.stateless_split(
         stateless_seed(seed), 3))
 
-    loc = tf.Variable(loc0)
-    log_diag = tf.Variable(tf.math.log(tf.linalg.diag_part(tril0)))
-    offdiag = tf.Variable(tril0)  # only its strictly-lower part is used
-    variables = [loc, log_diag, offdiag]
+    diag0 = tf.linalg.diag_part(tril0)
+    delta = tf.Variable(tf.zeros_like(loc0))
+    log_diag = tf.Variable(tf.math.log(diag0))
+    unit_lower = tf.Variable(tril0 / diag0[:, None, :])  # L0 = (I + N) diag(d0)
+    variables = [delta, log_diag, unit_lower]
     optimizer = tfk.optimizers.Adam(tfk.optimizers.schedules.PolynomialDecay(
         learning_rate, steps, end_learning_rate=0.01 * learning_rate))
 
@@ -120,7 +131,7 @@ def refine_posterior(model, x, steps=300, learning_rate=0.05, num_samples=16,
             eps = tf.random.stateless_normal(
                 [num_samples, batch, dim], tf.random.experimental.stateless_fold_in(train_seed, i))
             with tf.GradientTape() as tape:
-                tril = _tril(log_diag, offdiag)
+                loc, tril = _q_params(loc0, delta, log_diag, unit_lower)
                 z = loc + tf.einsum("bij,sbj->sbi", tril, eps)
                 # "Sticking the landing": log q with its parameters held, so the gradient is
                 # unbiased and its variance vanishes at the true posterior. A sum over
@@ -160,10 +171,10 @@ def refine_posterior(model, x, steps=300, learning_rate=0.05, num_samples=16,
             running = tf.reduce_logsumexp(tf.stack([running, tf.reduce_logsumexp(log_w, 0)]), 0)
         return running - math.log(iwae_samples)
 
-    tril = _tril(log_diag, offdiag)
+    loc, tril = _q_params(loc0, delta, log_diag, unit_lower)
     amortized = evaluate(loc0, tril0).numpy().astype(np.float64)
-    refined = evaluate(tf.convert_to_tensor(loc), tril).numpy().astype(np.float64)
-    worse = refined < amortized
+    refined = evaluate(loc, tril).numpy().astype(np.float64)
+    worse = ~(refined >= amortized)  # NaN (a diverged q) counts as worse
     keep = tf.constant(worse)
     loc_star = tf.where(keep[:, None], loc0, loc)
     tril_star = tf.where(keep[:, None, None], tril0, tril)
