@@ -218,8 +218,10 @@ def save(model, path, metadata=None, iwae_samples=100, chunk_size=None, seed=0):
 
     Raises:
         ValueError: `path` exists and is a file, or a non-empty directory that is no
-            SavedModel; or metadata is not JSON-able.
+            SavedModel; metadata is not JSON-able; or a weight of the model is NaN or
+            infinite (a diverged model is never exported; the message names the variable).
     """
+    check_finite(model)
     path = os.path.abspath(os.fspath(path))
     parent, name = os.path.split(path)
     if os.path.exists(path) and not os.path.isdir(path):
@@ -237,6 +239,7 @@ def save(model, path, metadata=None, iwae_samples=100, chunk_size=None, seed=0):
     atomic.remove_stale_temps(parent, name)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{name}.tmp-{os.getpid()}-")
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would outlive the rename
         _save_module(module, tmp)
         meta = build_metadata(model, module, describe_signatures(tmp), metadata)
         _write_metadata(tmp, json.dumps(meta, indent=2))
@@ -245,6 +248,26 @@ def save(model, path, metadata=None, iwae_samples=100, chunk_size=None, seed=0):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return module
+
+
+def check_finite(model):
+    """Raises ValueError naming the first variable of `model` with a NaN or infinite value."""
+    for variable in model.variables:
+        if not variable.dtype.is_floating:
+            continue
+        value = variable.numpy()
+        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+        if bad:
+            raise ValueError(f"refusing to export a model with non-finite weights: variable "
+                             f"{variable.name!r} has {bad} NaN/Inf value(s) of "
+                             f"{np.size(value)}; training diverged (lower the learning rate, "
+                             "or check the data for NaN/Inf).")
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _save_module(module, directory):
@@ -264,6 +287,19 @@ def _write_metadata(directory, text):
 
 
 def load_metadata(path):
-    """The metadata.json of an export, as a dict."""
-    with open(os.path.join(path, METADATA_FILE)) as f:
-        return json.load(f)
+    """The metadata.json of an export, as a dict.
+
+    Raises:
+        ValueError: the file is not JSON, or not a JSON object.
+        OSError: it cannot be read.
+    """
+    file = os.path.join(path, METADATA_FILE)
+    with open(file, encoding="utf-8") as f:
+        try:
+            meta = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{file} is not valid JSON ({e}); re-export the model.") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{file} must hold a JSON object; got {type(meta).__name__}; "
+                         "re-export the model.")
+    return meta
