@@ -1,6 +1,15 @@
 """Checkpoints of a run at epoch ends and every N optimizer steps, for exact resumption."""
 
-from tfvae._tf import tfk
+from tfvae._tf import tf, tfk
+
+
+def weights_finite(model):
+    """True if no floating-point variable of `model` or of its optimizer (Adam's moments)
+    holds a NaN or an infinity."""
+    optimizer = getattr(model, "optimizer", None)
+    variables = list(model.variables) + list(getattr(optimizer, "variables", None) or [])
+    checks = [tf.reduce_all(tf.math.is_finite(v)) for v in variables if v.dtype.is_floating]
+    return bool(tf.reduce_all(checks).numpy()) if checks else True
 
 
 class CheckpointCallback(tfk.callbacks.Callback):
@@ -9,7 +18,9 @@ class CheckpointCallback(tfk.callbacks.Callback):
     The checkpoint (model, optimizer, the model's tf.random.Generator, epoch and step
     counters) records `epoch` (the epoch in progress, or the next one after an epoch end)
     and `step_in_epoch` (steps of it already trained), so a resumed run trains exactly the
-    remaining steps. Checkpoints are numbered by the optimizer step.
+    remaining steps. Checkpoints are numbered by the optimizer step. Weights with a NaN or
+    an infinity are never saved (`refused` records the step), so the latest checkpoint of a
+    diverged run is its last finite one.
 
     Args:
         manager: a tf.train.CheckpointManager of a checkpoint holding `epoch_var` and
@@ -28,6 +39,7 @@ class CheckpointCallback(tfk.callbacks.Callback):
         self.first_step = 0  # steps of the current epoch trained before this fit() began
         self._epoch = 0
         self._last_step = 0
+        self.refused = None  # the optimizer step of a save refused for non-finite weights
         self._supports_tf_logs = True  # never needs the logs as NumPy
 
     def _implements_train_batch_hooks(self):
@@ -58,6 +70,9 @@ class CheckpointCallback(tfk.callbacks.Callback):
         self.save(epoch + 1, 0, int(self.model.optimizer.iterations.numpy()))
 
     def save(self, epoch, in_epoch, step):
+        if not weights_finite(self.model):
+            self.refused = step
+            return
         self.epoch_var.assign(epoch)
         self.step_var.assign(in_epoch)
         self.manager.save(checkpoint_number=step)
