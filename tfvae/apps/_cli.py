@@ -19,6 +19,7 @@ is a bug and keeps its traceback.
 
 import argparse
 import contextlib
+import errno
 import os
 import sys
 import tempfile
@@ -26,6 +27,10 @@ import tempfile
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: the largest count TensorFlow's int32 shapes and indices hold
+MAX_INT32 = 2**31 - 1
+#: seeds go to tf_keras.utils.set_random_seed, which takes [0, 2**32 - 1]
+MAX_SEED = 2**32 - 1
 
 
 class UsageError(Exception):
@@ -76,6 +81,34 @@ def user_errors(prefix=""):
         raise UsageError(prefix + one_line(e)) from e
 
 
+#: errno values that mean the disk or its permissions, not the program, failed a write
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+
+
+def disk_reason(exc):
+    """strerror of a failed write for a disk-level reason (full, read-only, no permission),
+    from an OSError or from TensorFlow's error text (its writers raise OpErrors); else None."""
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        return os.strerror(exc.errno)
+    text = str(exc)
+    return next((os.strerror(n) for n in DISK_ERRNOS if os.strerror(n) in text), None)
+
+
+@contextlib.contextmanager
+def write_errors(prefix, suffix=""):
+    """Turns a write that failed for a disk-level reason (`disk_reason`) into one UsageError
+    line, `prefix + reason + suffix`; every other error passes through unchanged."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001  (re-raised unless the disk is the cause)
+        reason = disk_reason(e)
+        if reason is None:
+            raise
+        raise UsageError(f"{prefix}{reason}{suffix}") from e
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """An argparse parser whose errors raise UsageError (one line) instead of exiting."""
 
@@ -85,6 +118,39 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{message} (see --help)")
+
+
+def check_count(value, flag, maximum=MAX_INT32):
+    """Refuses an int flag outside 1..maximum (TensorFlow counts in int32) with one line."""
+    if value is not None and not 1 <= value <= maximum:
+        raise UsageError(f"`{flag}` must be an int in 1..{maximum}; got {value}.")
+    return value
+
+
+def check_seed(value, flag="--seed"):
+    """Refuses a seed outside 0..2**32 - 1 with one line."""
+    if value is not None and not 0 <= value <= MAX_SEED:
+        raise UsageError(f"`{flag}` must be an int in 0..{MAX_SEED}; got {value}.")
+    return value
+
+
+def load_errors():
+    """The exception types that mean "this file is damaged", beyond OSError/ValueError:
+    TensorFlow's op errors (a truncated variables file) and protobuf's decode error (an
+    unreadable saved_model.pb). Imports TensorFlow."""
+    from google.protobuf import message  # noqa: PLC0415
+    from tensorflow import errors  # noqa: PLC0415
+    # IndexError: "Read less bytes than requested" from a truncated variables file
+    return (errors.OpError, message.DecodeError, ValueError, OSError, TypeError, KeyError,
+            IndexError)
+
+
+def memory_bytes():
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def check_writable_dir(path, flag):

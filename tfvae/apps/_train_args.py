@@ -2,6 +2,8 @@
 and `--set PATH=VALUE`, resolved into a `TrainConfig` and a `tfvae.recipe.Recipe`."""
 
 import difflib
+import math
+import numbers
 
 import tfvae
 from tfvae import components
@@ -12,6 +14,11 @@ from tfvae.apps import _flags
 from tfvae.registry import MODELS
 
 PROG = "tfvae-train"
+MAX_INT32, MAX_SEED = _cli.MAX_INT32, _cli.MAX_SEED
+#: run settings bounded by MAX_INT32 (counts that become tensor shapes or int32 indices)
+COUNTS = ("epochs", "batch_size", "limit", "test_limit", "steps_per_epoch",
+          "steps_per_execution", "checkpoint_every_steps", "keep_checkpoints",
+          "export_iwae_samples")
 DESCRIPTION = "Train a model, log it to TensorBoard, checkpoint it, export a SavedModel."
 
 
@@ -99,7 +106,59 @@ def parse(argv):
         cfg = config_lib.TrainConfig(**{k: tuple(v) if isinstance(v, list) else v
                                         for k, v in run.items()}).validate()
         recipe = recipe_lib.Recipe.from_tree(tree)
+    check_bounds(cfg)
     if cfg.dataset not in tfvae.data.DATASETS:
         raise _cli.UsageError(f"Unknown dataset {cfg.dataset!r}; expected one of "
                               f"{list(tfvae.data.DATASETS)}.")
     return cfg, recipe, args
+
+
+def check_bounds(cfg):
+    """Upper bounds TrainConfig.validate leaves open: counts fit TensorFlow's int32, the seed
+    fits tf_keras' [0, 2**32 - 1]. Raises UsageError before anything is allocated."""
+    for key in COUNTS:
+        value = getattr(cfg, key)
+        if isinstance(value, numbers.Integral) and value > MAX_INT32:
+            raise _cli.UsageError(f"`{_flags.flag_name(key)}` must be at most {MAX_INT32} "
+                                  f"(TensorFlow counts in int32); got {value}.")
+    if isinstance(cfg.seed, numbers.Integral) and cfg.seed > MAX_SEED:
+        raise _cli.UsageError(f"`--seed` must be in 0..{MAX_SEED} (tf_keras seeds are 32-bit); "
+                              f"got {cfg.seed}.")
+
+
+def estimate_model_bytes(recipe, image_shape, batch_size):
+    """A lower estimate of the memory a model of `recipe` needs to train, in bytes: float32
+    weights with their gradients and Adam's two moments (4 copies), one batch's activations
+    forward and backward, and the full-covariance head's [D, D] index. None if the recipe's
+    sizes are not plain ints (the model's own validation reports those)."""
+    latent = recipe.default("latent_dim")
+    hidden = recipe.default("hidden_units")
+    if isinstance(hidden, list):
+        hidden = tuple(hidden)
+    if not isinstance(latent, numbers.Integral) or latent < 1:
+        return None
+    if not (isinstance(hidden, tuple) and hidden
+            and all(isinstance(u, numbers.Integral) and u > 0 for u in hidden)):
+        hidden = (256,)
+    pixels = math.prod(int(s) for s in image_shape)
+    d, last = int(latent), int(hidden[-1])
+    full = recipe.default("posterior") == "full_covariance"
+    head = d * (d + 3) // 2 if full else 2 * d  # posterior parameters per example
+    torso = pixels * int(hidden[0]) + sum(a * b for a, b in zip(hidden, hidden[1:]))
+    weights = 2 * torso + (last + 1) * head + (d + 1) * last
+    activations = batch_size * (head + 2 * pixels + 2 * sum(hidden))
+    return 4 * (4 * weights + 3 * activations + (d * d if full else 0))
+
+
+def check_model_size(recipe, image_shape, batch_size):
+    """Refuses, before any allocation, a model that cannot fit in this machine's memory."""
+    need, have = estimate_model_bytes(recipe, image_shape, batch_size), _cli.memory_bytes()
+    if need is None or have is None or need <= have:
+        return
+    gib = 2.0**30
+    posterior = recipe.default("posterior")
+    raise _cli.UsageError(
+        f"model {recipe.name!r} with latent_dim={recipe.default('latent_dim')} and the "
+        f"{posterior} posterior needs at least {need / gib:,.1f} GiB to train (weights, "
+        f"Adam's moments, one batch of {batch_size}), but this machine has "
+        f"{have / gib:,.1f} GiB: use a smaller --latent-dim, --hidden-units or --batch-size.")

@@ -16,6 +16,18 @@ LABEL_NAMES = {
 }
 
 
+def not_found_message(name):
+    """The app's version of the library's message: no `data_dir=`/`download=`, which are
+    library arguments the app does not have."""
+    dirs = " or ".join(tfvae.data._idx_dirs(name) or [])  # noqa: SLF001
+    where = f"in {dirs}" if dirs else "in $TFVAE_DATA_DIR/" + name + "/"
+    apt = " (Debian/Ubuntu: apt-get install dataset-fashion-mnist)" \
+        if name == "fashion_mnist" else ""
+    return (f"dataset {name!r} not found: put its IDX files (train-images-idx3-ubyte.gz, "
+            f"train-labels-idx1-ubyte.gz, t10k-...) {where}{apt}, or set $TFVAE_DATA_DIR to "
+            f"a folder with a {name}/ subfolder, or prepare it with TFDS (tfds build {name}).")
+
+
 class Data:
     """The run's data: uint8 training images, float test images, the epoch stream.
 
@@ -26,9 +38,14 @@ class Data:
     def __init__(self, cfg, likelihood):
         self.cfg = cfg
         self.binarize = cfg.resolved_binarize(likelihood)
-        with _cli.user_errors():
-            train_x, _ = tfvae.data.load_arrays(cfg.dataset, "train")
-            test_x, test_y = tfvae.data.load_arrays(cfg.dataset, "test")
+        try:
+            with _cli.user_errors():
+                train_x, _ = tfvae.data.load_arrays(cfg.dataset, "train")
+                test_x, test_y = tfvae.data.load_arrays(cfg.dataset, "test")
+        except _cli.UsageError as e:
+            if isinstance(e.__cause__, tfvae.data.DatasetNotFoundError):
+                raise _cli.UsageError(not_found_message(cfg.dataset)) from None
+            raise
         if cfg.limit is not None:
             train_x = train_x[:cfg.limit]
         if cfg.test_limit is not None:

@@ -54,7 +54,8 @@ from tfvae import export
 from tfvae import recipe as recipe_lib
 from tfvae._tf import tf, tfk
 from tfvae.apps import _cli
-from tfvae.apps._train_args import PROG, build_parser, parse  # noqa: F401  (public)
+from tfvae.apps._divergence import Diverged, DivergenceGuard
+from tfvae.apps._train_args import PROG, build_parser, check_model_size, parse  # noqa: F401
 from tfvae.apps._train_data import Data
 from tfvae.apps import tensorboard as tensorboard_app
 
@@ -95,9 +96,23 @@ def prepare_run_dir(cfg, run_dir, identity, record, out=print):
 # ---------------------------------------------------------------------------- training
 
 def build_model(cfg, recipe, data):
-    """The untrained model for `data`; UsageError for arguments a constructor refuses."""
-    with _cli.user_errors(f"cannot build model {recipe.name!r}: "):
-        return recipe.build(data.image_shape, cfg.seed, dataset_size=data.num_train)
+    """The untrained model for `data`; UsageError for arguments a constructor refuses and
+    for combinations that cannot compute their loss (a trial on two images, with a fixed
+    seed, so the model's random stream is untouched)."""
+    check_model_size(recipe, data.image_shape, min(cfg.batch_size, data.num_train))
+    where = f"cannot build model {recipe.name!r}: "
+    with _cli.user_errors(where):
+        try:
+            model = recipe.build(data.image_shape, cfg.seed, dataset_size=data.num_train)
+        except MemoryError as e:
+            raise _cli.UsageError(f"{where}it needs more memory than this machine has "
+                                  f"({_cli.one_line(e)}); use a smaller model.") from None
+    x = data.test_images[:2]
+    try:
+        model.compute_losses(x, seed=0)
+    except (ValueError, TypeError, NotImplementedError) as e:
+        raise _cli.UsageError(f"{where}{_cli.one_line(e)}") from None
+    return model
 
 
 def run_identity(cfg, recipe, data):
@@ -134,6 +149,20 @@ def load_run(run_dir):
     return model, meta
 
 
+def remove_partial_checkpoints(directory):
+    """Deletes `ckpt-N_temp/` folders: checkpoint writes that a kill or a full disk
+    interrupted (TensorFlow renames a finished one into place; these never were)."""
+    if not os.path.isdir(directory):
+        return
+    for entry in os.listdir(directory):
+        if entry.startswith("ckpt-") and "_temp" in entry:
+            path = os.path.join(directory, entry)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+
+
 class Result:
     """What `train` returns: the model, its export module, paths and metrics."""
 
@@ -165,6 +194,7 @@ def train(cfg, recipe, args=None, out=print):
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var,
                                      step_in_epoch=step_var)
+    remove_partial_checkpoints(os.path.join(run_dir, "checkpoints"))
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"),
                                          max_to_keep=cfg.keep_checkpoints)
     if manager.latest_checkpoint:
@@ -201,7 +231,9 @@ def train(cfg, recipe, args=None, out=print):
     checkpointer = callbacks_lib.CheckpointCallback(
         manager, epoch_var, step_var, cfg.checkpoint_every_steps, data.steps_per_epoch)
     timer = EpochTimer()
-    callbacks = [timer, callbacks_lib.SummaryCallback(context, seed=cfg.seed),
+    # The guard first: a diverged step stops training before any other callback (epoch-end
+    # summaries, the checkpoint) runs on its weights.
+    callbacks = [DivergenceGuard(), timer, callbacks_lib.SummaryCallback(context, seed=cfg.seed),
                  *callbacks_lib.extra_callbacks(model, context),
                  # after the extras, which may add entries to the epoch's logs
                  callbacks_lib.EpochScalarsCallback(context),
@@ -232,6 +264,14 @@ def train(cfg, recipe, args=None, out=print):
         out(f"\nInterrupted. Checkpoints are in {manager.directory}: re-run the same "
             "command to resume.")
         raise
+    except Diverged as e:
+        context.close()
+        latest = manager.latest_checkpoint
+        kept = (f"the last finite checkpoint is kept in {latest}" if latest else
+                f"no checkpoint was written ({manager.directory})")
+        raise _cli.UsageError(
+            f"{e}: lower --learning-rate (now {cfg.learning_rate:g}) or check the data for "
+            f"NaN/Inf; nothing was exported and {kept}.") from None
     train_seconds = time.perf_counter() - t0
 
     metrics = model.evaluate(data.validation, return_dict=True, verbose=0)
@@ -242,8 +282,11 @@ def train(cfg, recipe, args=None, out=print):
             "run_dir": os.path.abspath(run_dir)}
     module = None
     if cfg.export:
-        module = export.save(model, export_path, metadata=meta,
-                             iwae_samples=cfg.export_iwae_samples, seed=cfg.seed)
+        where = f"cannot export to {export_path!r}: "
+        with _cli.write_errors(where, "; free some space and re-run (the run is trained: "
+                                      "only the export is redone)"), _cli.user_errors(where):
+            module = export.save(model, export_path, metadata=meta,
+                                 iwae_samples=cfg.export_iwae_samples, seed=cfg.seed)
     else:
         export_path = None
     context.close()
@@ -319,7 +362,9 @@ def _main(argv):
     if cfg.dry_run:
         print(json.dumps({**cfg.to_dict(), **recipe.to_dict()}, indent=2, default=str))
         return 0
-    result = train(cfg, recipe, out=lambda s: print(s, flush=True))
+    with _cli.write_errors(f"cannot write under --logdir {cfg.logdir!r}: ",
+                           "; free some space, then re-run the same command to resume"):
+        result = train(cfg, recipe, out=lambda s: print(s, flush=True))
     print(summary(cfg, result), flush=True)
     if result.url:
         print(f"TensorBoard is still serving at {result.url}; press Ctrl-C to stop.",
