@@ -25,6 +25,8 @@ a stochastic upper bound on the true NLL that tightens as k grows; bits/dim divi
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -57,6 +59,10 @@ def _check(args):
         raise _cli.UsageError(f"--batch-size must be a positive int; got {args.batch_size}")
     if args.num_examples is not None and args.num_examples <= 0:
         raise _cli.UsageError(f"--num-examples must be a positive int; got {args.num_examples}")
+    _cli.check_count(args.num_samples, "--num-samples")
+    _cli.check_count(args.batch_size, "--batch-size")
+    _cli.check_count(args.num_examples, "--num-examples")
+    _cli.check_seed(args.seed)
     if args.split not in ("train", "test"):
         raise _cli.UsageError(f"unknown --split {args.split!r}; expected 'train' or 'test'")
     if not os.path.exists(args.model):
@@ -90,12 +96,18 @@ def load_saved_model(path):
 def load(path):
     """(model, metadata) from a SavedModel directory or a run directory."""
     if os.path.exists(os.path.join(path, "saved_model.pb")):
-        with _cli.user_errors(f"cannot load --model {path!r}: "):
-            return load_saved_model(path)
-    if os.path.exists(os.path.join(path, "run.json")):
+        loader = load_saved_model
+    elif os.path.exists(os.path.join(path, "run.json")):
         from tfvae.apps import train
-        with _cli.user_errors(f"cannot load --model {path!r}: "):
-            return train.load_run(path)
+        loader = train.load_run
+    else:
+        loader = None
+    if loader is not None:
+        try:
+            return loader(path)
+        except _cli.load_errors() as e:  # a damaged or foreign file: one line, no traceback
+            raise _cli.UsageError(f"cannot load --model {path!r}: {_cli.one_line(e)} "
+                                  "(re-export or re-train the model)") from None
     raise _cli.UsageError(f"--model {path!r} is neither a SavedModel (no saved_model.pb) nor "
                           "a training run directory (no run.json)")
 
@@ -183,11 +195,39 @@ def write_figures(model, x, labels, means, recon, out_dir, seed):
     plt.close(fig)
 
 
+def write_outputs(model, x, labels, means, recon, numbers, out_dir, seed):
+    """The figures and evaluation.json, all or nothing: written into a temporary folder
+    inside `out_dir`, then moved into place with evaluation.json last. On any error (a full
+    disk) the temporary folder is removed and `out_dir` keeps what it had."""
+    tmp = tempfile.mkdtemp(dir=out_dir, prefix=".evaluation.tmp-")
+    try:
+        write_figures(model, x, labels, means, recon, tmp, seed)
+        with open(os.path.join(tmp, "evaluation.json"), "w") as f:
+            json.dump(numbers, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        names = sorted(os.listdir(tmp), key=lambda n: n == "evaluation.json")
+        for name in names:
+            os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _main(argv):
     args = build_parser().parse_args(argv)
     _check(args)
     out_dir = args.out or os.path.join(args.model, "evaluation")
+    created = not os.path.exists(out_dir)
     _cli.check_writable_dir(out_dir, "--out")
+    try:
+        return _evaluate(args, out_dir)
+    except BaseException:
+        if created:  # a failed first evaluation leaves no empty --out behind
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _evaluate(args, out_dir):
     from tfvae import data as data_lib
     from tfvae._tf import tfk
     tfk.utils.set_random_seed(args.seed)
@@ -198,6 +238,10 @@ def _main(argv):
     with _cli.user_errors():
         images, labels = data_lib.load_arrays(dataset, args.split,
                                               image_shape=tuple(model.image_shape))
+    if list(images.shape[1:]) != list(model.image_shape):
+        raise _cli.UsageError(f"{dataset!r} images are {list(images.shape[1:])} but the model "
+                              f"takes {list(model.image_shape)}; pass the --dataset it was "
+                              "trained on.")
     if args.num_examples:
         images, labels = images[:args.num_examples], labels[:args.num_examples]
     x = images.astype(np.float32) / 255.0
@@ -213,12 +257,9 @@ def _main(argv):
     numbers.update({"model": os.path.abspath(args.model), "dataset": dataset,
                     "split": args.split, "binarize": binarize, "num_examples": len(x),
                     "num_samples": args.num_samples, "seed": args.seed})
-    os.makedirs(out_dir, exist_ok=True)
-    write_figures(model, x, labels, means, recon, out_dir, args.seed)
     path = os.path.join(out_dir, "evaluation.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(numbers, f, indent=2)
-    os.replace(path + ".tmp", path)
+    with _cli.user_errors(f"cannot write the results to --out {out_dir!r}: "):
+        write_outputs(model, x, labels, means, recon, numbers, out_dir, args.seed)
     neg_elbo = numbers.get("neg_elbo")
     print((f"NLL {numbers['nll']:.2f} nats ({numbers['bits_per_dim']:.4f} bits/dim), an "
            "importance-sampling estimate" if "nll" in numbers else

@@ -42,6 +42,10 @@ def _main(argv):
         raise _cli.UsageError(f"`--num` must be a positive int; got {args.num}.")
     if args.cols is not None and args.cols <= 0:
         raise _cli.UsageError(f"`--cols` must be a positive int; got {args.cols}.")
+    _cli.check_count(args.num, "--num")
+    _cli.check_count(args.cols, "--cols")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise _cli.UsageError(f"`--seed` must be an int in 0..{2**63 - 1}; got {args.seed}.")
     if not os.path.isfile(os.path.join(args.model, "saved_model.pb")):
         raise _cli.UsageError(f"`--model` {args.model!r} is not a SavedModel directory (no "
                               "saved_model.pb); pass saved_models/RUN from the train app.")
@@ -50,16 +54,26 @@ def _main(argv):
     metadata = {}
     meta_path = os.path.join(args.model, "metadata.json")
     if os.path.exists(meta_path):
-        with _cli.user_errors(f"{meta_path}: "), open(meta_path) as f:
-            metadata = json.load(f)
+        with _cli.user_errors(f"{meta_path}: "), open(meta_path, encoding="utf-8") as f:
+            try:
+                metadata = json.load(f)
+            except UnicodeDecodeError as e:
+                raise ValueError(f"not UTF-8 JSON ({e})") from None
+        if not isinstance(metadata, dict):
+            raise _cli.UsageError(f"{meta_path} must hold a JSON object; got "
+                                  f"{type(metadata).__name__}; re-export the model.")
+    _check_memory(args, metadata)
 
     import numpy as np  # noqa: PLC0415
 
     from tfvae import callbacks  # noqa: PLC0415
     from tfvae._tf import tf  # noqa: PLC0415
 
-    with _cli.user_errors(f"cannot load {args.model!r}: "):
+    try:
         model = tf.saved_model.load(args.model)
+    except _cli.load_errors() as e:  # a truncated variables file, an unreadable .pb
+        raise _cli.UsageError(f"cannot load {args.model!r}: {_cli.one_line(e)} (re-export "
+                              "the model)") from None
     needed = "reconstruct" if args.reconstruct else "sample"
     if needed not in model.signatures:
         raise _cli.UsageError(f"{args.model!r} has no {needed!r} signature; it has "
@@ -84,12 +98,30 @@ def _main(argv):
         what = f"{args.num} prior samples"
     png = callbacks.encode_png(np.asarray(grid))
     tmp = args.out + ".tmp"
-    with _cli.user_errors(f"cannot write {args.out!r}: "):
-        with open(tmp, "wb") as f:
-            f.write(png)
-        os.replace(tmp, args.out)
+    try:
+        with _cli.user_errors(f"cannot write {args.out!r}: "):
+            with open(tmp, "wb") as f:
+                f.write(png)
+            os.replace(tmp, args.out)
+    finally:
+        if os.path.exists(tmp):  # a full disk leaves no half-written .tmp behind
+            os.remove(tmp)
     print(f"Wrote {args.out}: {what}, a {grid.shape[1]}x{grid.shape[0]} grid.")
     return 0
+
+
+def _check_memory(args, metadata):
+    """Refuses a --num whose images and grid cannot fit in memory, before any allocation."""
+    shape = metadata.get("image_shape")
+    have = _cli.memory_bytes()
+    if not (isinstance(shape, list) and all(isinstance(s, int) for s in shape)) or not have:
+        return
+    # float32 images, their uint8 grid and the PNG rows: about 4 + 1 + 1 bytes a value
+    need = 6 * args.num * math.prod(shape)
+    if need > have:
+        raise _cli.UsageError(f"`--num` {args.num} images of {shape} need about "
+                              f"{need / 2**30:,.1f} GiB but this machine has "
+                              f"{have / 2**30:,.1f} GiB; ask for fewer.")
 
 
 def _dataset_images(args, metadata):

@@ -33,6 +33,10 @@ def launch(logdir, host="127.0.0.1", port=None, reload_interval=RELOAD_INTERVAL)
         host: the interface to bind. Default value: "127.0.0.1" (this machine only).
         port: the port; None picks a free one.
         reload_interval: seconds between reloads of the logdir.
+
+    Raises:
+        OSError: the server cannot start (the port is in use, the host cannot be bound);
+            one line naming the host, the port and the fix.
     """
     from tensorboard import program  # noqa: PLC0415  (imports TensorFlow pieces; slow)
     port = port or free_port(host)
@@ -41,7 +45,13 @@ def launch(logdir, host="127.0.0.1", port=None, reload_interval=RELOAD_INTERVAL)
                        "--port", str(port), "--reload_interval", str(reload_interval),
                        # the pure-Python loader: no helper binary, same plugins
                        "--load_fast", "false"])
-    url = tb.launch()
+    try:
+        url = tb.launch()
+    except program.TensorBoardPortInUseError:
+        raise OSError(f"port {port} on {host} is already in use; pass another port, or none "
+                      "to pick a free one.") from None
+    except program.TensorBoardServerException as e:
+        raise OSError(f"cannot serve on {host}:{port}: {_cli.one_line(e)}") from None
     return url, tb
 
 
