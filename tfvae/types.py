@@ -51,9 +51,11 @@ class ForwardPass:
         step: the optimizer step (int64 scalar) for scheduled weights.
         seed: the step's stateless seed, int32 [2].
         kl: "analytic", "mc" or "auto" (analytic when TFP has the KL, Monte Carlo otherwise).
+        log_qz: log q(z|x) of `z`, [S, B], when the sampler computed it with the draw (a
+            flow's `experimental_sample_and_log_prob`: no inverse); None: `q_z.log_prob(z)`.
     """
 
-    def __init__(self, x, q_z, z, p_z, p_x_given_z, step, seed, kl="auto"):
+    def __init__(self, x, q_z, z, p_z, p_x_given_z, step, seed, kl="auto", log_qz=None):
         self.x = x
         self.q_z = q_z
         self.z = z
@@ -62,6 +64,7 @@ class ForwardPass:
         self.step = step
         self.seed = seed
         self.kl = check_kl_mode(kl)
+        self._log_qz = log_qz
         self._memo = {}
 
     def seed_for(self, name):
@@ -90,7 +93,7 @@ class ForwardPass:
     @functools.cached_property
     def log_qz(self):
         """log q(z|x) of the drawn samples, [S, B], nats."""
-        return self.q_z.log_prob(self.z)
+        return self.q_z.log_prob(self.z) if self._log_qz is None else self._log_qz
 
     @functools.cached_property
     def log_pz(self):

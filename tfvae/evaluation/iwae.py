@@ -17,9 +17,11 @@ outputs exist at once (k = 5000 on any batch is fine). Chunking does not change 
 the noise of example i is drawn from a seed folded from (seed, i) alone, as one [k, D]
 block, so neither the batch split nor the chunk size moves a single draw. (Proposals outside
 the multivariate-normal family are sampled with one seed per chunk instead, so their draws
-depend on the batch.) `log_likelihood_batch` is one batch of `log_likelihood` built from the
-same two pieces, the per-example noise and the chunked estimator, so a SavedModel signature
-that calls it inside a `tf.function` reproduces the evaluation's numbers.
+depend on the batch; they give z and log r(z|x) together through
+`experimental_sample_and_log_prob`, so a flow proposal is never inverted.)
+`log_likelihood_batch` is one batch of `log_likelihood` built from the same two pieces, the
+per-example noise and the chunked estimator, so a SavedModel signature that calls it inside
+a `tf.function` reproduces the evaluation's numbers.
 
 #### References
 [1] Burda, Grosse & Salakhutdinov (2016), Importance Weighted Autoencoders, arXiv:1509.00519.
@@ -116,9 +118,9 @@ def _reparameterizable(r):
     return isinstance(r, tfd.MultivariateNormalLinearOperator)
 
 
-def _log_weights(model, x, r, z):
+def _log_weights(model, x, z, log_r):
     """log p(x|z) + log p(z) - log r(z|x), [chunk, B]."""
-    return model.decode(z).log_prob(x) + model.prior.log_prob(z) - r.log_prob(z)
+    return model.decode(z).log_prob(x) + model.prior.log_prob(z) - log_r
 
 
 def _iwae_batch(model, x, eps, seed, num_samples, chunk_size):
@@ -131,11 +133,15 @@ def _iwae_batch(model, x, eps, seed, num_samples, chunk_size):
     r = proposal(model, x)
     num_chunks = math.ceil(num_samples / chunk_size)
     if eps is not None and _reparameterizable(r):
-        draw = lambda c: r.bijector.forward(tf.gather(eps, c))  # noqa: E731
+        def draw(c):
+            z = r.bijector.forward(tf.gather(eps, c))
+            return z, r.log_prob(z)
     else:
+        # z with its log r in one pass: a flow proposal is never inverted.
         seeds = tf.stack(tfp.random.split_seed(seed, num_chunks))
-        draw = lambda c: r.sample(chunk_size, seed=seeds[c])  # noqa: E731
-    return _logmeanexp_chunks(lambda c: _log_weights(model, x, r, draw(c)), x, num_samples,
+        def draw(c):
+            return r.experimental_sample_and_log_prob(chunk_size, seed=seeds[c])
+    return _logmeanexp_chunks(lambda c: _log_weights(model, x, *draw(c)), x, num_samples,
                               chunk_size)
 
 
