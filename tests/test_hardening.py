@@ -431,3 +431,16 @@ def test_divergence_in_a_real_process(tmp_path):
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith("tfvae-train: error: training diverged at step ")
     assert not os.path.exists(tmp_path / "saved_models" / "r")
+
+
+def test_rerunning_a_finished_run_prints_no_checkpoint_warnings(tmp_path, capsys, caplog):
+    import gc
+    argv = TINY + ["--run-name", "r", "--no-export", "--logdir", str(tmp_path / "runs"),
+                   "--export-dir", str(tmp_path / "saved")]
+    assert train_app.main(argv) == 0
+    capsys.readouterr()
+    caplog.clear()
+    assert train_app.main(argv) == 0  # already trained: restores, evaluates, trains nothing
+    gc.collect()  # the restore status warns when it is freed
+    logged = capsys.readouterr().err + caplog.text
+    assert "could not be found" not in logged, logged[:500]

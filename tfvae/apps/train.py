@@ -203,6 +203,9 @@ def train(cfg, recipe, args=None, out=print):
         first_epoch, skip = int(epoch_var.numpy()), int(step_var.numpy())
         iterations = int(model.optimizer.iterations.numpy())
         if first_epoch >= cfg.epochs:
+            # No step will run, so Adam's slots are never created to receive their saved
+            # values: without this, TensorFlow warns once per slot when the status is freed.
+            status.expect_partial()
             out(f"Run {run_name!r} already trained {first_epoch} epochs (optimizer step "
                 f"{iterations}); evaluating{' and exporting' if cfg.export else ''} it. "
                 "Raise --epochs to train on, "
