@@ -142,7 +142,8 @@ def _idx_set(root, images=None, labels=None, image_dtype=np.uint8, gz=True):
     for split, n in (("train", 8), ("t10k", 4)):
         x = rng.integers(0, 256, (n, 28, 28)) if images is None else images(n)
         y = rng.integers(0, 10, n) if labels is None else labels(n)
-        data.write_idx(d / f"{split}-images-idx3-ubyte{suffix}", x, image_dtype)
+        extra = () if image_dtype is np.uint8 else (image_dtype,)  # the default: uint8
+        data.write_idx(d / f"{split}-images-idx3-ubyte{suffix}", x, *extra)
         data.write_idx(d / f"{split}-labels-idx1-ubyte{suffix}", y)
     return d
 
