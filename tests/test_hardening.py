@@ -349,6 +349,18 @@ def test_tensorboard_on_a_port_in_use_is_one_line(tmp_path, capsys):
                        "tfvae-tensorboard", f"port {port} on 127.0.0.1 is already in use")
 
 
+def test_train_tensorboard_port_in_use_leaves_no_run_behind(tmp_path, capsys):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        argv = TINY + ["--tensorboard", "--tensorboard-port", str(port), "--run-name", "r",
+                       "--logdir", str(tmp_path / "runs"), "--export-dir", str(tmp_path / "s")]
+        one_line_error(capsys, train_app.main, argv, "tfvae-train",
+                       "cannot start TensorBoard", f"port {port} on 127.0.0.1 is already in use")
+    assert files_under(tmp_path) == []  # the run folder made during set-up is gone
+
+
 # ---------------------------------------------------------------------------- full disk
 
 @contextlib.contextmanager

@@ -185,67 +185,73 @@ def train(cfg, recipe, args=None, out=print):
                  "train_examples": data.num_train,
                  "test_examples": int(len(data.test_images)),
                  "image_shape": list(data.image_shape)}
+    created = not os.path.exists(run_dir)
     prepare_run_dir(cfg, run_dir, identity, {"config": resolved, "recipe": recipe.to_dict(),
                                               "data": data_info}, out)
-
-    model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), jit_compile=cfg.jit,
-                  steps_per_execution=cfg.steps_per_execution)
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var,
-                                     step_in_epoch=step_var)
-    remove_partial_checkpoints(os.path.join(run_dir, "checkpoints"))
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"),
-                                         max_to_keep=cfg.keep_checkpoints)
-    if manager.latest_checkpoint:
-        status = checkpoint.restore(manager.latest_checkpoint)
-        status.assert_existing_objects_matched()
-        first_epoch, skip = int(epoch_var.numpy()), int(step_var.numpy())
-        iterations = int(model.optimizer.iterations.numpy())
-        if first_epoch >= cfg.epochs:
-            # No step will run, so Adam's slots are never created to receive their saved
-            # values: without this, TensorFlow warns once per slot when the status is freed.
-            status.expect_partial()
-            out(f"Run {run_name!r} already trained {first_epoch} epochs (optimizer step "
-                f"{iterations}); evaluating{' and exporting' if cfg.export else ''} it. "
-                "Raise --epochs to train on, "
-                "or --fresh to start over.")
+    try:  # set-up; a failure here (a port in use, a full disk) leaves no new run behind
+        model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), jit_compile=cfg.jit,
+                      steps_per_execution=cfg.steps_per_execution)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var,
+                                         step_in_epoch=step_var)
+        remove_partial_checkpoints(os.path.join(run_dir, "checkpoints"))
+        manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"),
+                                             max_to_keep=cfg.keep_checkpoints)
+        if manager.latest_checkpoint:
+            status = checkpoint.restore(manager.latest_checkpoint)
+            status.assert_existing_objects_matched()
+            first_epoch, skip = int(epoch_var.numpy()), int(step_var.numpy())
+            iterations = int(model.optimizer.iterations.numpy())
+            if first_epoch >= cfg.epochs:
+                # No step will run, so Adam's slots are never created to receive their saved
+                # values: without this, TensorFlow warns once per slot when the status is freed.
+                status.expect_partial()
+                out(f"Run {run_name!r} already trained {first_epoch} epochs (optimizer step "
+                    f"{iterations}); evaluating{' and exporting' if cfg.export else ''} it. "
+                    "Raise --epochs to train on, "
+                    "or --fresh to start over.")
+            else:
+                out(f"Resuming run {run_name!r} from {manager.latest_checkpoint}: epoch "
+                    f"{first_epoch + 1}/{cfg.epochs}, step {skip}/{data.steps_per_epoch} of it "
+                    f"done, optimizer step {iterations}.")
         else:
-            out(f"Resuming run {run_name!r} from {manager.latest_checkpoint}: epoch "
-                f"{first_epoch + 1}/{cfg.epochs}, step {skip}/{data.steps_per_epoch} of it "
-                f"done, optimizer step {iterations}.")
-    else:
-        first_epoch, skip = 0, 0
-        out(f"Starting run {run_name!r}: {recipe.name} on {cfg.dataset} ({data.num_train} "
-            f"training images, {data.steps_per_epoch} steps per epoch), logs in {run_dir}")
+            first_epoch, skip = 0, 0
+            out(f"Starting run {run_name!r}: {recipe.name} on {cfg.dataset} ({data.num_train} "
+                f"training images, {data.steps_per_epoch} steps per epoch), logs in {run_dir}")
 
-    url = None
-    if cfg.tensorboard:
-        with _cli.user_errors("cannot start TensorBoard: "):
-            url, _ = tensorboard_app.launch(cfg.logdir, port=cfg.tensorboard_port)
-        out(f"TensorBoard: {url}")
+        url = None
+        if cfg.tensorboard:
+            with _cli.user_errors("cannot start TensorBoard: "):
+                url, _ = tensorboard_app.launch(cfg.logdir, port=cfg.tensorboard_port)
+            out(f"TensorBoard: {url}")
 
-    n_images = min(SUMMARY_IMAGES, len(data.test_images))
-    context = callbacks_lib.CallbackContext(
-        model=model, config=resolved, run_dir=run_dir, train_data=data.epoch(0),
-        validation_data=data.validation, images=data.test_images[:n_images],
-        labels=data.test_labels[:n_images], dataset_size=data.num_train,
-        steps_per_epoch=data.steps_per_epoch, label_names=data.label_names)
-    checkpointer = callbacks_lib.CheckpointCallback(
-        manager, epoch_var, step_var, cfg.checkpoint_every_steps, data.steps_per_epoch)
-    timer = EpochTimer()
-    # The guard first: a diverged step stops training before any other callback (epoch-end
-    # summaries, the checkpoint) runs on its weights.
-    callbacks = [DivergenceGuard(), timer, callbacks_lib.SummaryCallback(context, seed=cfg.seed),
-                 *callbacks_lib.extra_callbacks(model, context),
-                 # after the extras, which may add entries to the epoch's logs
-                 callbacks_lib.EpochScalarsCallback(context),
-                 checkpointer]  # last: a saved epoch has all its logs
-    hparams = {k: v for k, v in resolved.items() if k in config_lib.TrainConfig.keys()}
-    hparams.update({"model": recipe.name, "posterior": model.posterior.registry_name,
-                    "likelihood": model.likelihood.registry_name,
-                    "latent_dim": model.latent_dim})
-    callbacks_lib.write_hparams(run_dir, hparams, run_name)
+        n_images = min(SUMMARY_IMAGES, len(data.test_images))
+        context = callbacks_lib.CallbackContext(
+            model=model, config=resolved, run_dir=run_dir, train_data=data.epoch(0),
+            validation_data=data.validation, images=data.test_images[:n_images],
+            labels=data.test_labels[:n_images], dataset_size=data.num_train,
+            steps_per_epoch=data.steps_per_epoch, label_names=data.label_names)
+        checkpointer = callbacks_lib.CheckpointCallback(
+            manager, epoch_var, step_var, cfg.checkpoint_every_steps, data.steps_per_epoch)
+        timer = EpochTimer()
+        # The guard first: a diverged step stops training before any other callback (epoch-end
+        # summaries, the checkpoint) runs on its weights.
+        callbacks = [DivergenceGuard(), timer,
+                     callbacks_lib.SummaryCallback(context, seed=cfg.seed),
+                     *callbacks_lib.extra_callbacks(model, context),
+                     # after the extras, which may add entries to the epoch's logs
+                     callbacks_lib.EpochScalarsCallback(context),
+                     checkpointer]  # last: a saved epoch has all its logs
+        hparams = {k: v for k, v in resolved.items() if k in config_lib.TrainConfig.keys()}
+        hparams.update({"model": recipe.name, "posterior": model.posterior.registry_name,
+                        "likelihood": model.likelihood.registry_name,
+                        "latent_dim": model.latent_dim})
+        callbacks_lib.write_hparams(run_dir, hparams, run_name)
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
     fit = dict(validation_data=data.validation, callbacks=callbacks, verbose=cfg.verbose)
     t0 = time.perf_counter()
