@@ -457,3 +457,19 @@ def test_rerunning_a_finished_run_prints_no_checkpoint_warnings(tmp_path, capsys
     gc.collect()  # the restore status warns when it is freed
     logged = capsys.readouterr().err + caplog.text
     assert "could not be found" not in logged, logged[:500]
+
+
+def test_dry_run_refuses_what_the_real_run_refuses_and_names_the_run(tmp_path, capsys):
+    dirs = ["--logdir", str(tmp_path / "runs"), "--export-dir", str(tmp_path / "saved")]
+    one_line_error(capsys, train_app.main, TINY + dirs + ["--dry-run", "--posterior",
+                                                          "implicit"],
+                   "tfvae-train", "implicit posterior")
+    one_line_error(capsys, train_app.main, TINY + dirs + ["--dry-run", "--latent-dim",
+                                                          "1000000"],
+                   "tfvae-train", "GiB")
+    assert train_app.main(TINY + dirs + ["--dry-run"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["binarize"] == "static" and shown["run_name"] is not None
+    assert files_under(tmp_path) == []
+    assert train_app.main(TINY + dirs + ["--no-export"]) == 0
+    assert os.listdir(tmp_path / "runs") == [shown["run_name"]]  # the name the real run took

@@ -364,12 +364,34 @@ def summary(cfg, result):
     return "\n".join(lines)
 
 
+#: image shapes of the datasets whose images are not 28x28x1, for --dry-run (no data loaded)
+DRY_RUN_SHAPES = {"dsprites": (64, 64, 1)}
+
+
+def dry_run(cfg, recipe):
+    """The resolved settings, validated as a real run validates them but without loading data
+    or writing: the memory estimate, the model built for the dataset's image shape and a
+    trial loss on two blank images. Returns what --dry-run prints (the run name and the
+    binarization resolved, not null)."""
+    import types  # noqa: PLC0415
+    shape = DRY_RUN_SHAPES.get(cfg.dataset, (28, 28, 1))
+    binarize = cfg.resolved_binarize(recipe.default("likelihood"))
+    stand_in = types.SimpleNamespace(  # what build_model and run_identity read of Data
+        image_shape=shape, num_train=cfg.limit or 60000, binarize=binarize,
+        test_images=np.zeros((2, *shape), np.float32))
+    model = build_model(cfg, recipe, stand_in)
+    identity = run_identity(cfg, recipe, stand_in)
+    run_name = cfg.run_name or default_run_name(cfg, recipe, model, identity)
+    return {**cfg.to_dict(), "binarize": binarize or "none", "run_name": run_name,
+            **recipe.to_dict()}
+
+
 def _main(argv):
     cfg, recipe, args = parse(argv)
     _cli.check_writable_dir(cfg.logdir, "--logdir")
     _cli.check_writable_dir(cfg.export_dir, "--export-dir")
     if cfg.dry_run:
-        print(json.dumps({**cfg.to_dict(), **recipe.to_dict()}, indent=2, default=str))
+        print(json.dumps(dry_run(cfg, recipe), indent=2, default=str))
         return 0
     with _cli.write_errors(f"cannot write under --logdir {cfg.logdir!r}: ",
                            "; free some space, then re-run the same command to resume"):
