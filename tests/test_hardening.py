@@ -3,7 +3,6 @@ line on stderr that starts with the app's name, no traceback, nothing written; a
 run stops, exports nothing and keeps only finite checkpoints; no NaN model is exported."""
 
 import contextlib
-import gzip
 import json
 import os
 import shutil
