@@ -472,3 +472,12 @@ def test_dry_run_refuses_what_the_real_run_refuses_and_names_the_run(tmp_path, c
     assert files_under(tmp_path) == []
     assert train_app.main(TINY + dirs + ["--no-export"]) == 0
     assert os.listdir(tmp_path / "runs") == [shown["run_name"]]  # the name the real run took
+
+
+def test_evaluate_writes_outside_the_export_by_default(exported, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = files_under(exported)
+    assert evaluate_app.main(["--model", exported, "--num-examples", "4",
+                              "--num-samples", "2"]) == 0
+    assert (tmp_path / "evaluations" / "model" / "evaluation.json").exists()
+    assert files_under(exported) == before  # the export is left as it was

@@ -5,8 +5,10 @@
 
 `--model` is a SavedModel written by `tfvae.apps.train` / `tfvae.export.save` (the model is
 rebuilt from its metadata.json and given the exported weights), or a training run directory
-`runs/RUN` (its latest checkpoint). Prints, and writes to `--out` (default: beside the
-model, `<model>/evaluation/`):
+`runs/RUN` (its latest checkpoint). Prints, and writes to `--out` (default:
+`evaluations/RUN/` in the current directory, outside the export, so re-training or
+re-exporting RUN never deletes its results); all files or none (a full disk leaves `--out`
+as it was):
 
 ```none
 evaluation.json   neg_elbo, nll (nats per example), bits_per_dim, kl, reconstruction,
@@ -47,7 +49,8 @@ def build_parser():
     p.add_argument("--num-examples", type=int, default=None,
                    help="evaluate the first N examples of the split (default: all)")
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--out", default=None, help="output folder (default: MODEL/evaluation)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: evaluations/RUN, RUN the --model folder's name)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -195,6 +198,12 @@ def write_figures(model, x, labels, means, recon, out_dir, seed):
     plt.close(fig)
 
 
+def default_out(model_path):
+    """`evaluations/RUN` for `--model .../RUN`: outside the export, which a re-run of the
+    train app replaces."""
+    return os.path.join("evaluations", os.path.basename(os.path.normpath(model_path)))
+
+
 def write_outputs(model, x, labels, means, recon, numbers, out_dir, seed):
     """The figures and evaluation.json, all or nothing: written into a temporary folder
     inside `out_dir`, then moved into place with evaluation.json last. On any error (a full
@@ -216,7 +225,7 @@ def write_outputs(model, x, labels, means, recon, numbers, out_dir, seed):
 def _main(argv):
     args = build_parser().parse_args(argv)
     _check(args)
-    out_dir = args.out or os.path.join(args.model, "evaluation")
+    out_dir = args.out or default_out(args.model)
     created = not os.path.exists(out_dir)
     _cli.check_writable_dir(out_dir, "--out")
     try:
