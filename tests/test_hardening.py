@@ -481,3 +481,13 @@ def test_evaluate_writes_outside_the_export_by_default(exported, tmp_path, monke
                               "--num-samples", "2"]) == 0
     assert (tmp_path / "evaluations" / "model" / "evaluation.json").exists()
     assert files_under(exported) == before  # the export is left as it was
+
+
+def test_hparams_hold_hyperparameters_only(tmp_path, monkeypatch):
+    written = {}
+    monkeypatch.setattr(train_app.callbacks_lib, "write_hparams",
+                        lambda run_dir, hparams, name: written.update(hparams))
+    assert train_app.main(TINY + ["--no-export", "--logdir", str(tmp_path / "runs"),
+                                  "--export-dir", str(tmp_path / "saved")]) == 0
+    assert {"learning_rate", "batch_size", "seed", "epochs", "latent_dim", "model"} <= set(written)
+    assert not {"dry_run", "export", "export_dir", "fresh", "logdir", "run_name"} & set(written)

@@ -243,7 +243,9 @@ def train(cfg, recipe, args=None, out=print):
                      # after the extras, which may add entries to the epoch's logs
                      callbacks_lib.EpochScalarsCallback(context),
                      checkpointer]  # last: a saved epoch has all its logs
-        hparams = {k: v for k, v in resolved.items() if k in config_lib.TrainConfig.keys()}
+        # Hyperparameters only: what defines the run, and its length (not paths or switches
+        # such as export, fresh or dry_run).
+        hparams = {k: v for k, v in resolved.items() if k in cfg.identity() or k == "epochs"}
         hparams.update({"model": recipe.name, "posterior": model.posterior.registry_name,
                         "likelihood": model.likelihood.registry_name,
                         "latent_dim": model.latent_dim})
