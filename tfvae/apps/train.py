@@ -49,7 +49,6 @@ import numpy as np
 
 import tfvae  # noqa: F401  (registers every model, posterior, likelihood and callback)
 from tfvae import callbacks as callbacks_lib
-from tfvae import config as config_lib
 from tfvae import export
 from tfvae import recipe as recipe_lib
 from tfvae._tf import tf, tfk
