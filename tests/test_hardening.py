@@ -122,6 +122,13 @@ DAMAGE = {"truncated variables": _truncate_variables, "corrupted index": _scramb
     (["--set", "model.beta=inf"], ["`beta` must be a finite number"]),
     (["--learning-rate", "inf"], ["`--learning-rate` must be positive"]),
     (["--learning-rate", "nan"], ["`--learning-rate` must be positive"]),
+    (["--limit", HUGE], ["`--limit` must be at most"]),
+    (["--test-limit", HUGE], ["`--test-limit` must be at most"]),
+    (["--steps-per-execution", HUGE], ["`--steps-per-execution` must be at most"]),
+    (["--checkpoint-every-steps", HUGE], ["`--checkpoint-every-steps` must be at most"]),
+    (["--keep-checkpoints", HUGE], ["`--keep-checkpoints` must be at most"]),
+    (["--export-iwae-samples", HUGE], ["`--export-iwae-samples` must be at most"]),
+    (["--tensorboard-port", "70000"], ["`--tensorboard-port` must be at most 65535"]),
 ])
 def test_train_refuses_bad_settings_before_writing(tmp_path, capsys, extra, fragments):
     argv = TINY + extra + ["--logdir", str(tmp_path / "runs"),
@@ -274,6 +281,7 @@ def test_interrupted_checkpoint_writes_are_removed_at_start(tmp_path):
     (["--seed", HUGE], ["`--seed` must be an int in 0.."]),
     (["--num-samples", HUGE], ["`--num-samples` must be an int in 1..2147483647"]),
     (["--batch-size", HUGE], ["`--batch-size` must be an int in 1.."]),
+    (["--num-examples", HUGE], ["`--num-examples` must be an int in 1.."]),
 ])
 def test_evaluate_refuses_huge_and_negative_numbers(exported, tmp_path, capsys, extra,
                                                     fragments):
@@ -314,6 +322,7 @@ def test_metadata_that_is_no_object_is_a_value_error(exported, tmp_path):
     (["--num", "2000000000"], ["GiB", "ask for fewer"]),
     (["--seed", "-1"], ["`--seed` must be an int in 0.."]),
     (["--cols", HUGE], ["`--cols` must be an int in 1.."]),
+    (["--num", "0"], ["`--num` must be a positive int"]),
 ])
 def test_sample_refuses_sizes_beyond_the_machine(exported, tmp_path, capsys, extra, fragments):
     argv = ["--model", exported, "--out", str(tmp_path / "s.png")] + extra
@@ -358,6 +367,26 @@ def test_train_tensorboard_port_in_use_leaves_no_run_behind(tmp_path, capsys):
         one_line_error(capsys, train_app.main, argv, "tfvae-train",
                        "cannot start TensorBoard", f"port {port} on 127.0.0.1 is already in use")
     assert files_under(tmp_path) == []  # the run folder made during set-up is gone
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--port", "70000"], "`--port` must be in 1..65535"),
+    (["--logdir", "/nonexistent/runs"], "`--logdir` '/nonexistent/runs' is not a directory"),
+])
+def test_tensorboard_refuses_bad_flags(tmp_path, capsys, argv, fragment):
+    argv = ["--logdir", str(tmp_path)] + argv
+    one_line_error(capsys, tensorboard_app.main, argv, "tfvae-tensorboard", fragment)
+
+
+def test_the_library_names_the_damaged_file(tmp_path):
+    f = tmp_path / "x.gz"
+    data.write_idx(f, np.zeros((4, 28, 28)))
+    f.write_bytes(f.read_bytes()[:30])
+    with pytest.raises(ValueError, match=f"{f}: cannot decompress it"):
+        data.read_idx(f)
+    (tmp_path / "metadata.json").write_text("{oops")
+    with pytest.raises(ValueError, match="metadata.json is not valid JSON"):
+        export.load_metadata(tmp_path)
 
 
 # ---------------------------------------------------------------------------- full disk
