@@ -402,7 +402,7 @@ def test_command_line_flags_and_presets():
      r"`discriminator_units` must be a sequence of at least 1 positive int\(s\)"),
     ({"moment_samples": 1}, ValueError, "`moment_samples` must be an int >= 2; got 1"),
     ({"posterior": {"name": "implicit", "proposal_samples": 4}}, ValueError,
-     r"`proposal_samples .*must be an int >= 5; got 4"),  # > latent_dim = 4
+     r"`proposal_samples`.*must be an int >= 5; got 4"),  # > latent_dim = 4
     ({"posterior": {"name": "implicit", "proposal_scale": 0.9}}, ValueError,
      r"`proposal_scale` must be >= 1\.0; got 0\.9"),
     ({"posterior": {"name": "diagonal", "noise_dim": 3}}, ValueError,
