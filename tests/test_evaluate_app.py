@@ -52,6 +52,27 @@ def test_evaluate_writes_json_and_figures(exported, tmp_path):
     assert 0 <= numbers["active_units"] <= 3
 
 
+def test_inference_gaps_are_reported_with_what_they_are(exported, tmp_path, capsys):
+    _, path = exported
+    out = tmp_path / "gaps"
+    code = evaluate.main(["--model", path, "--num-samples", "50", "--num-examples", "8",
+                          "--batch-size", "8", "--inference-gaps", "4", "--refine-steps", "30",
+                          "--out", str(out)])
+    assert code == 0
+    gaps = json.loads((out / "evaluation.json").read_text())["inference_gaps"]
+    assert gaps["num_examples"] == 4 and gaps["refine_steps"] == 30
+    g = {k: v["mean"] for k, v in gaps.items() if isinstance(v, dict)}
+    # The gaps are the differences of the three numbers they come from, and refinement
+    # never lowers the ELBO (refine_posterior keeps the encoder's q if it would).
+    np.testing.assert_allclose(g["amortization_gap"], g["refined_elbo"] - g["amortized_elbo"],
+                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(g["approximation_gap"], g["log_px"] - g["refined_elbo"],
+                               rtol=1e-5, atol=1e-4)
+    assert g["amortization_gap"] >= 0
+    assert "amortization_gap: " in capsys.readouterr().out
+    assert "estimate" in gaps["log_px"]["kind"]
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--model", "/nonexistent/model"], "does not exist"),
     (["--num-samples", "0"], "--num-samples must be a positive int"),

@@ -52,6 +52,13 @@ def build_parser():
     p.add_argument("--out", default=None,
                    help="output folder (default: evaluations/RUN, RUN the --model folder's name)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inference-gaps", type=int, default=0, metavar="N",
+                   help="also report the amortization and approximation gaps (Cremer et al. "
+                        "2018) on the first N images: a full-covariance q refined per image "
+                        "with the decoder fixed (tfvae.latent.refine_posterior); Gaussian "
+                        "posteriors only (default: 0, off)")
+    p.add_argument("--refine-steps", type=int, default=300,
+                   help="Adam steps of each per-image refinement (default: 300)")
     return p
 
 
@@ -66,6 +73,11 @@ def _check(args):
     _cli.check_count(args.batch_size, "--batch-size")
     _cli.check_count(args.num_examples, "--num-examples")
     _cli.check_seed(args.seed)
+    if args.inference_gaps < 0 or args.refine_steps <= 0:
+        raise _cli.UsageError("--inference-gaps must be >= 0 and --refine-steps positive; got "
+                              f"{args.inference_gaps} and {args.refine_steps}")
+    _cli.check_count(args.inference_gaps, "--inference-gaps")
+    _cli.check_count(args.refine_steps, "--refine-steps")
     if args.split not in ("train", "test"):
         raise _cli.UsageError(f"unknown --split {args.split!r}; expected 'train' or 'test'")
     if not os.path.exists(args.model):
@@ -266,6 +278,8 @@ def _evaluate(args, out_dir):
     numbers.update({"model": os.path.abspath(args.model), "dataset": dataset,
                     "split": args.split, "binarize": binarize, "num_examples": len(x),
                     "num_samples": args.num_samples, "seed": args.seed})
+    if args.inference_gaps:
+        numbers["inference_gaps"] = inference_gaps(model, x[:args.inference_gaps], args)
     path = os.path.join(out_dir, "evaluation.json")
     with _cli.user_errors(f"cannot write the results to --out {out_dir!r}: "):
         write_outputs(model, x, labels, means, recon, numbers, out_dir, args.seed)
@@ -276,8 +290,31 @@ def _evaluate(args, out_dir):
           + (f", -ELBO {neg_elbo:.2f}" if neg_elbo is not None else "")
           + (f", KL {numbers['kl']:.2f}" if "kl" in numbers else "")
           + f", active units {numbers['active_units']}/{numbers['latent_dim']}")
+    for name, entry in numbers.get("inference_gaps", {}).items():
+        if isinstance(entry, dict):
+            print(f"{name}: {entry['mean']:.2f} nats per image ({entry['kind']})")
     print(f"wrote {path} and figures in {out_dir}")
     return 0
+
+
+def inference_gaps(model, x, args):
+    """{name: {"mean", "kind"}} of `tfvae.latent.refine_posterior` over `x`, in batches."""
+    from tfvae.latent import refine
+    batch = max(1, min(args.batch_size, 50))
+    parts = {k: [] for k in refine.KINDS}
+    with _cli.user_errors("--inference-gaps: "):
+        for start in range(0, len(x), batch):
+            gaps = refine.refine_posterior(
+                model, x[start:start + batch], steps=args.refine_steps,
+                iwae_samples=args.num_samples, eval_samples=args.num_samples,
+                seed=args.seed + start)
+            for key in parts:
+                parts[key].append(np.asarray(getattr(gaps, key)))
+    out = {k: {"mean": float(np.mean(np.concatenate(v))), "kind": refine.KINDS[k]}
+           for k, v in parts.items()}
+    out["num_examples"] = int(len(x))
+    out["refine_steps"] = int(args.refine_steps)
+    return out
 
 
 def main(argv=None):
