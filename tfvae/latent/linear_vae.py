@@ -45,7 +45,10 @@ class ScalarNormalLikelihood(Likelihood):
 
     def __init__(self, variance=1.0, learn_variance=True, validate_args=False, **kwargs):
         super().__init__(validate_args=validate_args, **kwargs)
-        self.initial_variance = _checks.check_positive_float(variance, "variance")
+        # The constructor's argument under its own name (components.spec_of reads it back);
+        # the learned value is `learned_variance`.
+        self.variance = self.initial_variance = _checks.check_positive_float(variance,
+                                                                             "variance")
         self.learn_variance = bool(learn_variance)
 
     def build(self, input_shape):
@@ -55,7 +58,8 @@ class ScalarNormalLikelihood(Likelihood):
         super().build(input_shape)
 
     @property
-    def variance(self):
+    def learned_variance(self):
+        """s2 now (learned or fixed), a scalar tensor."""
         return tf.exp(self.log_variance)
 
     def call(self, params):
@@ -154,7 +158,7 @@ def decoder_parameters(model):
     """(W [D, K], b [D], s2) of a model built by `build_linear_vae`, float64."""
     dense = model.decoder.get_layer("linear_decoder")
     return (dense.kernel.numpy().T.astype(np.float64), dense.bias.numpy().astype(np.float64),
-            float(model.likelihood.variance.numpy()))
+            float(model.likelihood.learned_variance.numpy()))
 
 
 def analytic_elbo(model, x):
