@@ -503,7 +503,8 @@ def test_app_flags_reach_the_models():
 
     def build(argv):
         cfg, recipe, _ = train_app.parse(argv + ["--latent-dim", "4", "--hidden-units", "32"])
-        data = types.SimpleNamespace(image_shape=(28, 28, 1), num_train=1000)
+        data = types.SimpleNamespace(image_shape=(28, 28, 1), num_train=1000,
+                                     test_images=np.zeros((2, 28, 28, 1), np.float32))
         return train_app.build_model(cfg, recipe, data).get_config()
 
     assert build(["--model", "beta_vae"])["beta"] == 4.0     # the model's default beta
