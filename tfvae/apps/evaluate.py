@@ -76,7 +76,8 @@ def _check(args):
     if args.inference_gaps < 0 or args.refine_steps <= 0:
         raise _cli.UsageError("--inference-gaps must be >= 0 and --refine-steps positive; got "
                               f"{args.inference_gaps} and {args.refine_steps}")
-    _cli.check_count(args.inference_gaps, "--inference-gaps")
+    if args.inference_gaps:
+        _cli.check_count(args.inference_gaps, "--inference-gaps")
     _cli.check_count(args.refine_steps, "--refine-steps")
     if args.split not in ("train", "test"):
         raise _cli.UsageError(f"unknown --split {args.split!r}; expected 'train' or 'test'")
