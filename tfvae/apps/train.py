@@ -37,9 +37,7 @@ Exit codes: 0 done, 2 bad input (one line on stderr), 130 interrupted (resume by
 re-running).
 """
 
-import hashlib
 import json
-import math
 import os
 import shutil
 import sys
@@ -50,46 +48,18 @@ import numpy as np
 import tfvae  # noqa: F401  (registers every model, posterior, likelihood and callback)
 from tfvae import callbacks as callbacks_lib
 from tfvae import export
-from tfvae import recipe as recipe_lib
 from tfvae._tf import tf, tfk
 from tfvae.apps import _cli
 from tfvae.apps._divergence import Diverged, DivergenceGuard
 from tfvae.apps._train_args import PROG, build_parser, check_model_size, parse  # noqa: F401
+from tfvae.apps._run_dir import (RUN_FILE, default_run_name, load_run,  # noqa: F401
+                                 prepare_run_dir, remove_partial_checkpoints, run_identity)
 from tfvae.apps._train_data import Data
+from tfvae.apps._train_report import EpochTimer, summary  # noqa: F401  (public)
 from tfvae.apps import tensorboard as tensorboard_app
 
-RUN_FILE = "run.json"
 #: test images that feed the image summaries, histograms and the projector
 SUMMARY_IMAGES = 1000
-
-
-# ---------------------------------------------------------------------------- run directory
-
-def prepare_run_dir(cfg, run_dir, identity, record, out=print):
-    """Creates (or with --fresh, resets) the run directory; refuses a foreign one."""
-    run_file = os.path.join(run_dir, RUN_FILE)
-    if os.path.isdir(run_dir) and os.listdir(run_dir) and not os.path.exists(run_file):
-        raise _cli.UsageError(f"{run_dir!r} exists and is not a tfvae run (no {RUN_FILE}); "
-                              "choose another --run-name or --logdir.")
-    if cfg.fresh and os.path.isdir(run_dir):
-        shutil.rmtree(run_dir)
-        out(f"--fresh: deleted {run_dir}")
-    if os.path.exists(run_file):
-        with open(run_file) as f:
-            previous = json.load(f).get("identity", {})
-        diff = [k for k in sorted(set(previous) | set(identity))
-                if previous.get(k) != identity.get(k)]
-        if diff:
-            k = diff[0]
-            raise _cli.UsageError(
-                f"run {os.path.basename(run_dir)!r} was started with different settings "
-                f"({k}: {previous.get(k)!r} then, {identity.get(k)!r} now); use --fresh to "
-                "start it over, or another --run-name.")
-        return
-    os.makedirs(run_dir, exist_ok=True)
-    with open(run_file + ".tmp", "w") as f:
-        json.dump({"identity": identity, **record}, f, indent=2, default=str)
-    os.replace(run_file + ".tmp", run_file)
 
 
 # ---------------------------------------------------------------------------- training
@@ -112,54 +82,6 @@ def build_model(cfg, recipe, data):
     except (ValueError, TypeError, NotImplementedError) as e:
         raise _cli.UsageError(f"{where}{_cli.one_line(e)}") from None
     return model
-
-
-def run_identity(cfg, recipe, data):
-    """What defines the run: the run settings that change training, and the recipe."""
-    return {"run": {**cfg.identity(), "binarize": data.binarize or "none"},
-            "recipe": recipe.to_dict()}
-
-
-def default_run_name(cfg, recipe, model, identity):
-    """`<model>-<dataset>-<likelihood>-z<D>-<6 hex of the identity>`: the same settings
-    give the same name, so re-running a command resumes its run."""
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()) \
-        .hexdigest()[:6]
-    likelihood = model.likelihood.registry_name
-    return f"{recipe.name}-{cfg.dataset}-{likelihood}-z{model.latent_dim}-{digest}"
-
-
-def load_run(run_dir):
-    """(model, metadata) of a run directory: the model rebuilt from run.json, its latest
-    checkpoint restored (for `tfvae.apps.evaluate --model runs/RUN`)."""
-    with open(os.path.join(run_dir, RUN_FILE)) as f:
-        run = json.load(f)
-    if "recipe" not in run:
-        raise ValueError(f"{run_dir}/{RUN_FILE} predates recipes (no 'recipe'); re-train it.")
-    recipe = recipe_lib.Recipe.from_tree(run["recipe"])
-    model = recipe.build(run["data"]["image_shape"], run["config"]["seed"],
-                         dataset_size=run["data"]["train_examples"])
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    if latest is None:
-        raise ValueError(f"run {run_dir!r} has no checkpoint yet")
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    meta = {"config": run["config"], "dataset": run["data"], "recipe": run["recipe"],
-            "model": {"name": recipe.name, "config": model.get_config()}}
-    return model, meta
-
-
-def remove_partial_checkpoints(directory):
-    """Deletes `ckpt-N_temp/` folders: checkpoint writes that a kill or a full disk
-    interrupted (TensorFlow renames a finished one into place; these never were)."""
-    if not os.path.isdir(directory):
-        return
-    for entry in os.listdir(directory):
-        if entry.startswith("ckpt-") and "_temp" in entry:
-            path = os.path.join(directory, entry)
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.remove(path)
 
 
 class Result:
@@ -304,65 +226,6 @@ def train(cfg, recipe, args=None, out=print):
                   export_path=export_path, metrics=metrics, url=url, data=data,
                   epoch_seconds=timer.seconds, train_seconds=train_seconds,
                   iterations=int(model.optimizer.iterations.numpy()), manager=manager)
-
-
-class EpochTimer(tfk.callbacks.Callback):
-    """Wall time of each epoch's training steps (validation excluded), for images/s.
-
-    No batch hooks: the clock stops when validation begins (or at the epoch end).
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-        self._t0 = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
-
-    def on_test_begin(self, logs=None):
-        self._stop()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._stop()
-
-    def _stop(self):
-        if self._t0 is not None:
-            self.seconds.append(time.perf_counter() - self._t0)
-            self._t0 = None
-
-
-def summary(cfg, result):
-    """The closing lines: test metrics, speed, where everything went."""
-    m = result.metrics
-    lines = ["", f"Done: run {result.run_name!r}, {result.iterations} optimizer steps."]
-    if "elbo" in m:
-        pixels = math.prod(result.data.image_shape)
-        extra = ""
-        if result.model.likelihood.registry_name == "bernoulli" and result.data.binarize:
-            extra = f" ({-m['elbo'] / (pixels * math.log(2)):.4f} bits/dim)"
-        lines.append(f"Test ELBO: {m['elbo']:.2f} nats per image{extra}; "
-                     + ", ".join(f"{k} {v:.2f}" for k, v in m.items() if k != "elbo"))
-    else:
-        lines.append("Test metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
-    if result.epoch_seconds:
-        steady = result.epoch_seconds[1:] or result.epoch_seconds
-        per_epoch = min(result.data.steps_per_epoch * cfg.batch_size, result.data.num_train)
-        n = len(result.epoch_seconds)
-        which = "median epoch after the first" if n > 1 else \
-            "one epoch, including the step's compilation"
-        lines.append(f"Training: {n} epoch{'s' if n > 1 else ''} in "
-                     f"{result.train_seconds:.1f} s, {per_epoch / float(np.median(steady)):.0f} "
-                     f"images/s ({which})")
-    lines += [f"TensorBoard logs: {result.run_dir}  (python -m tfvae.apps.tensorboard "
-              f"--logdir {cfg.logdir})",
-              f"Checkpoints: {result.manager.directory}"]
-    if result.export_path:
-        lines.append(f"SavedModel: {result.export_path}  (python -m tfvae.apps.sample --model "
-                     f"{result.export_path} --num 64 --out samples.png)")
-    else:
-        lines.append("SavedModel: not written (--no-export)")
-    return "\n".join(lines)
 
 
 #: image shapes of the datasets whose images are not 28x28x1, for --dry-run (no data loaded)
