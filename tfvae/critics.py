@@ -17,6 +17,7 @@ The critic owns its optimizer and its variables; a model updates it inside train
 [2] Kim & Mnih (2018), Disentangling by Factorising, arXiv:1802.05983.
 """
 
+from tfvae import distribute
 from tfvae._tf import tf, tfk
 from tfvae import validation
 
@@ -128,6 +129,8 @@ class DensityRatioEstimator(tfk.Model):
         """
         with tf.GradientTape() as tape:
             loss, t_pos, t_neg = self.loss(positive, negative)
+            # Under replicas each critic's loss is weighted by its shard's share of the batch.
+            share = distribute.replica_share(loss, tf.shape(t_pos)[0])
         variables = self.trainable_variables
-        self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.critic_optimizer.apply_gradients(zip(tape.gradient(share, variables), variables))
         return self._report(loss, t_pos, t_neg)

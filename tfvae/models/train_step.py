@@ -2,7 +2,8 @@
 
 ```none
 train_step:  critics with critic_order "before" (each `critic_steps` updates, fresh encoding)
-             model step on sum_t weight_t * mean_B term_t (encoder, heads, decoder only)
+             model step on sum_t weight_t * mean_B term_t (encoder, heads, decoder only; under N
+             replicas each replica's mean is weighted b_r / B: tfvae.distribute)
              critics with critic_order "after" (on the model step's forward pass)
 ```
 Reported: `loss`, `reconstruction`, `kl` and `elbo` (when the posterior has a density, or a
@@ -10,8 +11,9 @@ term estimates the rate), each term by its name, its diagnostics as `<term>_<key
 critic as `<term>_critic_loss` / `_accuracy_positive` / `_accuracy_negative`.
 """
 
+from tfvae import distribute
 from tfvae._tf import tf, tfp
-from tfvae.models import _inputs
+from tfvae.models import _guarded, _inputs
 
 BASE_METRICS = ("loss", "elbo", "reconstruction", "kl")
 CRITIC_METRICS = ("loss", "accuracy_positive", "accuracy_negative")
@@ -85,8 +87,9 @@ class TrainStep:
         with tf.GradientTape() as tape:
             fwd = self.forward(x, training=True, seed=step_seed)
             losses = self._objective(fwd)
+            share = distribute.replica_share(losses["loss"], tf.shape(x)[0])
         variables = self.model_variables()
-        grads = tape.gradient(losses["loss"], variables)
+        grads = tape.gradient(share, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         logs.update(self._update_critics("after", fwd))
         logs.update(losses)
@@ -101,10 +104,14 @@ class TrainStep:
                     fwd, fwd.seed_for(f"critic/{i}")).items()})
         return self._update_trackers(logs)
 
-    def _update_trackers(self, logs):
+    def _update_trackers(self, logs, weight=None):
         for name, value in logs.items():
             if name in self._trackers:
-                self._trackers[name].update_state(value)
+                if weight is None:
+                    self._trackers[name].update_state(value)
+                else:  # weight 0 drops the value (a NaN times 0 would still be NaN)
+                    value = tf.where(weight > 0, value, tf.zeros_like(value))
+                    self._trackers[name].update_state(value, sample_weight=weight)
         return {name: t.result() for name, t in self._trackers.items() if name in logs}
 
     @property
