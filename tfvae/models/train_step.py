@@ -8,7 +8,10 @@ train_step:  critics with critic_order "before" (each `critic_steps` updates, fr
 ```
 Reported: `loss`, `reconstruction`, `kl` and `elbo` (when the posterior has a density, or a
 term estimates the rate), each term by its name, its diagnostics as `<term>_<key>`, its
-critic as `<term>_critic_loss` / `_accuracy_positive` / `_accuracy_negative`.
+critic as `<term>_critic_loss` / `_accuracy_positive` / `_accuracy_negative`. A model step
+whose loss or gradient is not finite is skipped whole (`tfvae.models._guarded`): weights and
+Adam's moments stay as they were, its values stay out of the epoch's means, and
+`model.step_guard` records it.
 """
 
 from tfvae import distribute
@@ -90,10 +93,13 @@ class TrainStep:
             share = distribute.replica_share(losses["loss"], tf.shape(x)[0])
         variables = self.model_variables()
         grads = tape.gradient(share, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        step = self.optimizer.iterations.read_value()  # before this step advances it
+        finite = _guarded.apply_if_finite(self.optimizer, losses["loss"], grads, variables)
+        self.step_guard.record(finite, step, losses)
         logs.update(self._update_critics("after", fwd))
         logs.update(losses)
-        return self._update_trackers(logs)
+        # A skipped step's values stay out of the epoch's running means (the guard reports it).
+        return self._update_trackers(logs, weight=tf.cast(finite, tf.float32))
 
     def test_step(self, data):
         fwd = self.forward(_inputs.unpack(data), training=False)

@@ -25,7 +25,7 @@ from tfvae import posteriors as posteriors_lib  # noqa: F401  (registers the hea
 from tfvae import priors  # noqa: F401  (registers the priors)
 from tfvae import validation
 from tfvae._tf import tf, tfk, tfp
-from tfvae.models import _inputs
+from tfvae.models import _guarded, _inputs
 from tfvae.models.train_step import TrainStep
 from tfvae.objectives.base import check_weight
 from tfvae.registry import ARCHITECTURES, LIKELIHOODS, MODELS, POSTERIORS, PRIORS, TERMS
@@ -131,6 +131,7 @@ class VAE(TrainStep, tfk.Model):
         # its state is checkpointed with the model, so a resumed run draws new noise.
         self.rng = tf.random.Generator.from_seed(self.seed)
         self._trackers = {n: tfk.metrics.Mean(name=n) for n in self.metric_names()}
+        self.step_guard = _guarded.StepGuard(self.metric_names())  # steps skipped (NaN/Inf)
         # Build every weight now, so weights load and `summary()` works before any training.
         self.decode(self.encode(tf.zeros((1, *self.image_shape))).sample(seed=[0, 0]))
         for term in self.terms:

@@ -1,0 +1,69 @@
+"""A non-finite loss or gradient never updates the weights: the step is skipped whole (weights
+and Adam's moments bitwise unchanged), kept out of the epoch's means, and counted; the train
+app's guard warns about a skipped step that training recovered from and stops on a streak."""
+
+import numpy as np
+import pytest
+
+import tfvae
+from tfvae._tf import tf, tfk
+from tfvae.apps._divergence import MAX_CONSECUTIVE_SKIPPED, Diverged, DivergenceGuard
+
+
+def _model(jit):
+    model = tfvae.VAE(input_shape=(28, 28, 1), latent_dim=2, hidden_units=(16,), seed=0)
+    model.compile(optimizer=tfk.optimizers.Adam(1e-2), jit_compile=jit)
+    return model
+
+
+def _batches(*arrays):
+    return tf.data.Dataset.from_tensor_slices(np.concatenate(arrays)).batch(16)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_nan_batch_is_skipped_whole_and_training_goes_on(jit):
+    rng = np.random.default_rng(1)
+    x = rng.random((32, 28, 28, 1)).astype(np.float32)
+    bad = x[:16].copy()
+    bad[5, 3, 4, 0] = np.nan  # one pixel: every gradient it reaches is NaN
+    model = _model(jit)
+    model.fit(_batches(x), epochs=1, verbose=0)  # Adam's moments exist and are non-zero
+    weights = [v.numpy().copy() for v in model.trainable_variables]
+    moments = [v.numpy().copy() for v in model.optimizer.variables[1:]]  # [0]: iterations
+    history = model.fit(_batches(bad), epochs=1, verbose=0).history
+    for before, v in zip(weights + moments, model.trainable_variables +
+                         model.optimizer.variables[1:]):
+        np.testing.assert_array_equal(before, v.numpy(), err_msg=v.name)
+    assert int(model.optimizer.iterations.numpy()) == 3  # the skipped step still counts
+    guard = model.step_guard
+    assert (int(guard.skipped.numpy()), int(guard.streak.numpy())) == (1, 1)
+    assert int(guard.last_step.numpy()) == 2 and "loss" in guard.bad_names()
+    assert history["loss"] == [0.0]  # no finite step: the mean has nothing, not a NaN
+    # A second bad step extends the streak; a finite step after it trains as usual and
+    # ends the streak.
+    history = model.fit(_batches(bad, x[16:]), epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0]) and history["loss"][0] > 100  # the finite batch
+    assert (int(guard.skipped.numpy()), int(guard.streak.numpy()),
+            int(guard.longest.numpy())) == (2, 0, 2)
+    assert not all(np.array_equal(a, v.numpy()) for a, v in zip(weights,
+                                                                 model.trainable_variables))
+
+
+def test_the_guard_warns_on_a_recovered_skip_and_stops_on_a_streak():
+    rng = np.random.default_rng(2)
+    x = rng.random((16, 28, 28, 1)).astype(np.float32)
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.inf
+    lines = []
+    model = _model(False)
+    guard = DivergenceGuard(err=lines.append)
+    model.fit(_batches(bad, x), epochs=1, verbose=0, callbacks=[guard])
+    assert len(lines) == 1 and "skipped 1 optimizer step(s)" in lines[0] \
+        and "at step 1" in lines[0] and "training went on" in lines[0], lines
+    # A run that ends on a skipped step has not recovered, however short the streak.
+    with pytest.raises(Diverged, match="1 optimizer step.* in a row skipped"):
+        model.fit(_batches(x, bad), epochs=1, verbose=0, callbacks=[DivergenceGuard()])
+    streak = [bad] * MAX_CONSECUTIVE_SKIPPED
+    with pytest.raises(Diverged, match=f"diverged at step 6 .*{MAX_CONSECUTIVE_SKIPPED} "
+                                       "optimizer step.* in a row skipped with loss nan"):
+        model.fit(_batches(x, *streak, x), epochs=1, verbose=0, callbacks=[guard])
