@@ -77,3 +77,100 @@ def test_mirrored_two_devices_match_one_device():
     assert r["unscaled"] > 0.3 * r["moved"], r
     # The reported loss is the global batch mean, reduced once (not a sum over replicas).
     assert abs(r["loss_mirrored"] - r["loss_single"]) < 1e-3 * abs(r["loss_single"]), r
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _launch_workers(argv, ports, tmp):
+    """Two train-app processes, worker 0 (the chief) and worker 1, on 127.0.0.1."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = {**ENV, "TMPDIR": str(tmp), "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        log = open(tmp / f"worker{index}-{len(list(tmp.glob('*.log')))}.log", "w")
+        procs.append(subprocess.Popen([sys.executable, "-m", "tfvae.apps.train", *argv],
+                                      env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+# 2 epochs of 12 global steps of 64 (32 per worker), a checkpoint every 4 steps, 2 steps per
+# call (so the checkpoint count is in steps, not calls). No XLA: TensorFlow has no XLA
+# collectives on CPU (refused, see below).
+WORKER_ARGS = ["--dataset", "synthetic", "--latent-dim", "4", "--hidden-units", "32",
+               "--batch-size", "64", "--steps-per-epoch", "12", "--epochs", "2",
+               "--test-limit", "128", "--export-iwae-samples", "20", "--no-jit",
+               "--verbose", "0", "--strategy", "multi_worker", "--checkpoint-every-steps", "4",
+               "--steps-per-execution", "2", "--run-name", "mw"]
+
+
+@pytest.mark.slow
+def test_multi_worker_kill_one_then_resume_both(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    argv = WORKER_ARGS + ["--logdir", str(tmp_path / "runs"),
+                          "--export-dir", str(tmp_path / "saved")]
+    checkpoints = tmp_path / "runs" / "mw" / "checkpoints"
+    procs = _launch_workers(argv, _free_ports(2), temp)
+    deadline = time.time() + 400
+    while not list(checkpoints.glob("ckpt-*.index")):
+        assert time.time() < deadline and all(p.poll() is None for p in procs), \
+            [p.poll() for p in procs]
+        time.sleep(0.1)
+    procs[1].send_signal(signal.SIGKILL)  # one worker dies mid-run
+    procs[1].wait()
+    try:  # the chief notices the lost peer (or hangs in an all-reduce): stop it as a
+        procs[0].wait(timeout=20)  # scheduler restarting the job would
+    except subprocess.TimeoutExpired:
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait()
+    assert not (tmp_path / "saved" / "mw").exists(), "the run finished before the kill"
+    first = sorted(int(p.name[5:-6]) for p in checkpoints.glob("ckpt-*.index"))
+    assert first and first[-1] < 24 and all(s % 4 == 0 for s in first), first
+
+    procs = _launch_workers(argv, _free_ports(2), temp)  # re-run both: resume
+    codes = [p.wait(timeout=400) for p in procs]
+    logs = [f.read_text() for f in sorted(temp.glob("worker*-2.log")) +
+            sorted(temp.glob("worker*-3.log"))]
+    assert codes == [0, 0], logs
+    chief_log = (temp / "worker0-2.log").read_text()
+    assert f"optimizer step {first[-1]}" in chief_log, chief_log  # resumed, not restarted
+    meta = json.loads((tmp_path / "saved" / "mw" / "metadata.json").read_text())
+    assert meta["metrics"]["optimizer_steps"] == 24 and meta["metrics"]["epochs"] == 2
+    assert sorted(os.listdir(tmp_path / "saved")) == ["mw"]  # one export, by the chief
+    assert not list(temp.glob("tfvae-worker-*"))  # the worker's writes were removed
+    # The export is the single-device SavedModel: it loads and decodes without tfvae.
+    import tensorflow as tf
+    loaded = tf.saved_model.load(str(tmp_path / "saved" / "mw"))
+    out = loaded.signatures["decode"](z=tf.zeros([2, 4]))
+    assert out["mean"].shape == (2, 28, 28, 1)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--strategy", "mirrored", "--devices", "2"], "--no-jit"),
+    (["--strategy", "multi_worker", "--no-jit"], "TF_CONFIG"),
+    (["--devices", "2"], "mirrored"),
+])
+def test_unsupported_combinations_exit_2(tmp_path, capsys, argv, words):
+    code = train_app.main(["--dataset", "synthetic", "--logdir", str(tmp_path / "r"),
+                           "--export-dir", str(tmp_path / "s"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and words in err, err
+    assert not (tmp_path / "r").exists() or not os.listdir(tmp_path / "r")
+
+
+def test_xla_with_multi_worker_on_cpu_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    code = train_app.main(["--dataset", "synthetic", "--strategy", "multi_worker",
+                           "--logdir", str(tmp_path / "r"), "--export-dir", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "XLA" in err and "--no-jit" in err and len(err.splitlines()) == 1

@@ -21,10 +21,13 @@ import tomllib
 #: from the field names (`latent_dim` -> `--latent-dim`, key `latent_dim`).
 _NOT_IDENTITY = ("epochs", "run_name", "logdir", "export_dir", "tensorboard", "tensorboard_port",
                  "fresh", "verbose", "jit", "steps_per_execution", "checkpoint_every_steps",
-                 "keep_checkpoints", "export", "export_iwae_samples", "test_limit", "dry_run")
+                 "keep_checkpoints", "export", "export_iwae_samples", "test_limit", "dry_run",
+                 "strategy", "devices")
 
 BINARIZE = ("static", "dynamic", "none")
+LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
 VERBOSITY = (0, 1, 2)
+STRATEGIES = ("default", "mirrored", "multi_worker")  # tfvae.distribute.STRATEGIES
 
 
 class ConfigError(ValueError):
@@ -61,6 +64,22 @@ class TrainConfig:
                          kind=int)
     batch_size: int = _field(128, "examples per step", kind=int)
     learning_rate: float = _field(1e-3, "Adam learning rate", kind=float)
+    lr_schedule: str = _field(
+        "constant", "learning-rate schedule over the run's optimizer steps: constant; cosine "
+        "(decays to 0 at the last step of --epochs); warmup_cosine (linear from 0 over "
+        "--warmup-steps, then cosine)", choices=LR_SCHEDULES)
+    warmup_steps: int = _field(1000, "warm-up steps of --lr-schedule warmup_cosine", kind=int)
+    clipnorm: float | None = _field(
+        None, "clip the model's gradient to this global norm (all variables together; "
+        "default: no clipping)", kind=float)
+    validation_split: int | None = _field(
+        None, "hold out N training images (a seeded choice) to validate on each epoch; the "
+        "test split is evaluated only at the end. Default: 5000, or a tenth of the training "
+        "split when it has fewer than 50,000 images; 0 validates on the test split",
+        kind=int)
+    early_stopping: int = _field(
+        0, "stop after N epochs without a better validation ELBO (validation loss for "
+        "models without an ELBO) and end with the best epoch's weights; 0: off", kind=int)
     steps_per_epoch: int | None = _field(
         None, "cap the steps of each epoch (default: one pass over the training set)",
         kind=int)
@@ -73,6 +92,13 @@ class TrainConfig:
     steps_per_execution: int = _field(
         16, "train steps per call into the compiled step loop (fewer Python round trips; "
         "step-level callbacks then run every N steps)", kind=int)
+    # -- distribution (tfvae.distribute); the global batch is --batch-size
+    strategy: str = _field("default", "default: one device; mirrored: one replica per GPU "
+                           "(or per logical CPU with --devices); multi_worker: one per "
+                           "worker process, from TF_CONFIG",
+                           choices=STRATEGIES)
+    devices: int | None = _field(None, "replicas of --strategy mirrored: the first N GPUs, "
+                                 "or N logical devices of a CPU-only host", kind=int)
     # -- outputs
     run_name: str | None = _field(
         None, "run directory name under --logdir and --export-dir (default: derived from "
@@ -119,10 +145,27 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "keep_checkpoints",
                     "export_iwae_samples", "steps_per_execution"):
             _check_int(key, getattr(self, key), minimum=1)
-        for key in ("limit", "test_limit", "steps_per_epoch", "checkpoint_every_steps"):
+        for key in ("limit", "test_limit", "steps_per_epoch", "checkpoint_every_steps",
+                    "devices"):
             if getattr(self, key) is not None:
                 _check_int(key, getattr(self, key), minimum=1)
         _check_int("seed", self.seed, minimum=0)
+        _check_int("warmup_steps", self.warmup_steps, minimum=0)
+        _check_int("early_stopping", self.early_stopping, minimum=0)
+        if self.validation_split is not None:
+            _check_int("validation_split", self.validation_split, minimum=0)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"`--lr-schedule` must be one of {list(LR_SCHEDULES)}; got "
+                              f"{self.lr_schedule!r}.")
+        if self.clipnorm is not None and (isinstance(self.clipnorm, bool) or not isinstance(
+                self.clipnorm, numbers.Real) or not 0 < self.clipnorm < float("inf")):
+            raise ConfigError(f"`--clipnorm` must be a positive number; got {self.clipnorm!r}.")
+        if self.early_stopping and self.validation_split == 0:
+            raise ConfigError("`--early-stopping` needs a validation split: the test split "
+                              "must not choose the model; drop `--validation-split 0`.")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"`--strategy` must be one of {list(STRATEGIES)}; got "
+                              f"{self.strategy!r}.")
         if self.tensorboard_port is not None:
             _check_int("tensorboard_port", self.tensorboard_port, minimum=1, maximum=65535)
         value = self.learning_rate

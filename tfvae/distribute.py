@@ -113,11 +113,15 @@ def make_strategy(name="default", devices=None, jit=False):
                              "process's task); see README, 'Running on a cluster'.")
         if jit and not tf.config.list_physical_devices("GPU"):
             raise ValueError("XLA (jit) with the multi_worker strategy on CPU is not supported "
-                             "by TensorFlow (XLA's CPU backend has no cross-worker "
-                             "all-reduce); use --no-jit.")
+                             "by TensorFlow (\"Collectives are not yet implemented for CPU "
+                             "devices when compiling with XLA\"); use --no-jit.")
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_physical_devices("GPU")
     if devices is not None and devices > 1 and not gpus:
+        if jit:
+            raise ValueError("XLA (jit) cannot compile a step whose replicas are logical "
+                             "devices of one CPU (each replica's variables live on its own "
+                             "device, XLA's CPU backend sees one); use --no-jit.")
         set_logical_cpus(devices)
         names = [d.name for d in tf.config.list_logical_devices("CPU")][:devices]
         return tf.distribute.MirroredStrategy(names)

@@ -1,0 +1,83 @@
+"""Peak RSS of the main job (`python -m tfvae.apps.train`, FMNIST-bin) by phase.
+
+    python benchmarks/memory_profile.py                  # the train app's defaults, 10 epochs
+    python benchmarks/memory_profile.py --epochs 1 -- --strategy mirrored --devices 2 --no-jit
+
+Runs the train app in this process (arguments after `--` go to it; each run gets a fresh
+--logdir/--export-dir in a temporary folder) and prints one result line (common.report)
+with the resident set size and its peak (VmRSS, VmHWM from /proc/self/status, exact for
+this process) after each phase:
+
+```none
+import       tfvae.apps.train imported (TensorFlow, TFP, tf_keras, tfvae)
+data         the run's data loaded (Data constructed)
+first_step   after the first compiled train call (tracing and compiling included)
+end          after training, the final evaluation and the export
+```
+plus the training images/s of the run (median epoch after the first).
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import report  # noqa: E402
+
+
+def memory_mb():
+    """(rss, peak rss) of this process in MB (MiB), exact (the kernel's counters)."""
+    fields = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    return round(fields["VmRSS"], 1), round(fields["VmHWM"], 1)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=10)
+    args = p.parse_args(own)
+
+    phases = {}
+    from tfvae.apps import _train_data  # noqa: PLC0415
+    from tfvae.apps import train as train_app  # noqa: PLC0415
+    phases["import"] = memory_mb()
+    original = _train_data.Data.__init__
+
+    def data_init(self, *a, **k):
+        original(self, *a, **k)
+        phases["data"] = memory_mb()
+    _train_data.Data.__init__ = data_init
+
+    from tfvae import callbacks as callbacks_lib  # noqa: PLC0415
+    from tfvae._tf import tfk  # noqa: PLC0415
+
+    class FirstStep(tfk.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            phases.setdefault("first_step", memory_mb())
+
+    callbacks_lib.register_callback("_memory_profile")(lambda context: FirstStep())
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, recipe, _ = train_app.parse(["--epochs", str(args.epochs), "--verbose", "0",
+                                          "--logdir", os.path.join(tmp, "runs"),
+                                          "--export-dir", os.path.join(tmp, "saved"), *extra])
+        result = train_app.train(cfg, recipe, out=lambda s: None)
+        phases["end"] = memory_mb()
+    times = result.epoch_seconds
+    steady = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else times[0]
+    report(contender="tfvae_train_app", argv=extra, epochs=args.epochs,
+           train_images_per_s=result.data.num_train / steady,
+           rss_mb={k: v[0] for k, v in phases.items()},
+           peak_rss_by_phase_mb={k: v[1] for k, v in phases.items()})
+
+
+if __name__ == "__main__":
+    main()
