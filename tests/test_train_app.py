@@ -298,8 +298,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path, interrup
                                   resumed.model.rng.state.numpy())
     # The hook saw the run: its context carries the data and the writers.
     context = interrupt_at_step["contexts"][-1]
-    assert context.dataset_size == 2048 and context.steps_per_epoch == 6
-    assert context.images.shape == (128, 28, 28, 1) and context.model is resumed.model
+    assert context.dataset_size == 2048 - 204 and context.steps_per_epoch == 6
+    assert context.images.shape == (204, 28, 28, 1) and context.model is resumed.model
 
     # The same command again: nothing left to train; it says so and re-exports.
     lines = []
@@ -311,6 +311,78 @@ def test_interrupted_run_resumes_to_the_uninterrupted_weights(tmp_path, interrup
                            lines)
     assert fresh.iterations == 6 and any(l.startswith("--fresh: deleted") for l in lines)
     assert any(l.startswith("Starting run") for l in lines)
+
+
+def test_training_controls_resume_to_the_uninterrupted_run(tmp_path, interrupt_at_step):
+    # Clipping, a held-out validation split and early stopping: all of it is state the
+    # checkpoint must carry. Patience 1 at this learning rate stops the run at epoch 9 of 12
+    # (2 steps each), its validation ELBO worse than epoch 8's.
+    argv = TINY + ["--epochs", "12", "--steps-per-epoch", "2", "--checkpoint-every-steps", "2",
+                   "--no-export", "--clipnorm", "5", "--learning-rate", "0.3",
+                   "--early-stopping", "1", "--validation-split", "300"]
+    lines = []
+    straight = run_in_process(argv + dirs(tmp_path, "straight"), lines)
+    steps = straight.iterations
+    assert steps < 24 and steps % 2 == 0, steps  # stopped early, at an epoch's end
+    assert any(l.startswith("Early stopping: stopped early; the model has the weights of "
+                            "epoch ") for l in lines), lines
+    assert straight.data.num_validation == 300 and straight.data.num_train == 2048 - 300
+
+    interrupt_at_step["step"] = steps - 3  # mid-epoch, one epoch before the stop
+    with pytest.raises(_Interrupt):
+        run_in_process(argv + dirs(tmp_path, "resumed"))
+    interrupt_at_step["step"] = None
+    resumed = run_in_process(argv + dirs(tmp_path, "resumed"))
+    assert resumed.iterations == steps
+    for a, b in zip(straight.model.weights, resumed.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.name)
+    # The same command again trains nothing: the run stopped early, with the best weights.
+    lines = []
+    again = run_in_process(argv + dirs(tmp_path, "resumed"), lines)
+    assert again.iterations == steps and any("It stopped early" in l for l in lines), lines
+    for a, b in zip(straight.model.weights, again.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.name)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "warmup_cosine"])
+def test_learning_rate_schedules_follow_their_closed_forms(schedule):
+    from tfvae.apps import _train_controls  # noqa: PLC0415
+    cfg = config_lib.TrainConfig(learning_rate=0.02, lr_schedule=schedule, warmup_steps=10,
+                                 clipnorm=2.0).validate()
+    optimizer = _train_controls.optimizer(cfg, total_steps=110)
+    assert optimizer.global_clipnorm == 2.0
+    rate = _train_controls.learning_rate(cfg, total_steps=110)
+    config = optimizer.get_config()["learning_rate"]
+    assert config == 0.02 if schedule == "constant" else config["config"] == rate.get_config()
+    for step in (0, 5, 10, 60, 109):
+        expected = {"constant": 0.02,
+                    "cosine": 0.01 * (1 + np.cos(np.pi * step / 110)),
+                    "warmup_cosine": (0.02 * step / 10 if step < 10 else
+                                      0.01 * (1 + np.cos(np.pi * (step - 10) / 100)))}[schedule]
+        value = rate if schedule == "constant" else rate(step)
+        assert float(value) == pytest.approx(expected, rel=1e-5, abs=1e-9)
+
+
+def test_the_validation_split_is_held_out_of_training_and_seeded():
+    from tfvae.apps._train_data import Data  # noqa: PLC0415
+
+    def data(*argv):
+        cfg, recipe, _ = train_app.parse(TINY + list(argv))
+        return Data(cfg, recipe.default("likelihood"))
+    full = data("--validation-split", "0")
+    base = data("--validation-split", "200")
+    assert (base.num_train, base.num_validation) == (1848, 200)
+    assert full.validation_images is full.test_images  # 0: the test split, as before
+    rows = {r.tobytes() for r in full._train.numpy()}  # noqa: SLF001
+    held = {(r > 0).tobytes() for r in base.validation_images}
+    train = {(r > 0).tobytes() for r in base._train.numpy()}  # noqa: SLF001
+    assert len(rows) == 2048 and not held & train and len(held) + len(train) >= 2040
+    # The same images whatever --limit; others for another seed; a tenth by default.
+    np.testing.assert_array_equal(data("--validation-split", "200", "--limit", "100")
+                                  .validation_images, base.validation_images)
+    assert not np.array_equal(data("--validation-split", "200", "--seed", "1")
+                              .validation_images, base.validation_images)
+    assert data().num_validation == 204
 
 
 def test_steps_per_execution_changes_no_weight_and_still_checkpoints(tmp_path):

@@ -28,8 +28,25 @@ def not_found_message(name):
             f"a folder with a {name}/ subfolder, or prepare it with TFDS (tfds build {name}).")
 
 
+def validation_size(cfg, num_train):
+    """The images `--validation-split` holds out of `num_train` (its default resolved: 5000,
+    or a tenth of a training split of fewer than 50,000 images). UsageError if it leaves no
+    training image."""
+    n = cfg.validation_split
+    if n is None:
+        n = 5000 if num_train >= 50_000 else num_train // 10
+    if n >= num_train:
+        raise _cli.UsageError(f"`--validation-split {n}` holds out every one of the "
+                              f"{num_train} training images of {cfg.dataset!r}; use a smaller "
+                              "value (0 validates on the test split).")
+    return n
+
+
 class Data:
-    """The run's data: uint8 training images, float test images, the epoch stream.
+    """The run's data: uint8 training images, float validation and test images (each
+    binarized once, so their numbers compare across epochs), the epoch stream. Validation
+    images are held out of the training split (`validation_size`); the test split is for
+    the end of the run only.
 
     Epoch e's order is a shuffle seeded by (seed, e) and a dynamic binarization keyed by
     (seed, e, batch), so any epoch (or its tail) can be rebuilt after a restart.
@@ -40,12 +57,21 @@ class Data:
         self.binarize = cfg.resolved_binarize(likelihood)
         try:
             with _cli.user_errors():
-                train_x, _ = tfvae.data.load_arrays(cfg.dataset, "train")
+                train_x, train_y = tfvae.data.load_arrays(cfg.dataset, "train")
                 test_x, test_y = tfvae.data.load_arrays(cfg.dataset, "test")
         except _cli.UsageError as e:
             if isinstance(e.__cause__, tfvae.data.DatasetNotFoundError):
                 raise _cli.UsageError(not_found_message(cfg.dataset)) from None
             raise
+        self.num_validation = validation_size(cfg, len(train_x))
+        if self.num_validation:
+            # A seeded choice, the same whatever --limit: the held-out images, then the rest
+            # in their file order (each epoch shuffles them anyway).
+            held = np.zeros(len(train_x), bool)
+            held[np.random.default_rng([cfg.seed, 1]).permutation(len(train_x))[
+                :self.num_validation]] = True
+            val_x, val_y = train_x[held], train_y[held]
+            train_x = train_x[~held]
         if cfg.limit is not None:
             train_x = train_x[:cfg.limit]
         if cfg.test_limit is not None:
@@ -58,9 +84,17 @@ class Data:
         # The test set gets one fixed binarization, so validation numbers compare across epochs.
         self.test_images = self._to_float_np(test_x)
         self.test_labels = test_y
-        self.validation = tf.data.Dataset.from_tensor_slices(self.test_images) \
-            .batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
+        if self.num_validation:
+            self.validation_images, self.validation_labels = self._to_float_np(val_x), val_y
+        else:  # --validation-split 0: the test split, as before
+            self.validation_images, self.validation_labels = self.test_images, test_y
+        self.validation = self._batched(self.validation_images)
+        self.test = self._batched(self.test_images)
         self.label_names = LABEL_NAMES.get(cfg.dataset)
+
+    def _batched(self, images):
+        return tf.data.Dataset.from_tensor_slices(images).batch(self.cfg.batch_size) \
+            .prefetch(tf.data.AUTOTUNE)
 
     def _to_float_np(self, images):
         x = images.astype(np.float32) / 255.0
