@@ -449,11 +449,19 @@ def test_full_disk_under_logdir_is_one_line(tmp_path, capsys):
 # ---------------------------------------------------------------------------- real processes
 
 def run_app(module, argv, cwd):
-    # Level 3: CUDA's "failed call to cuInit" (an ERROR of the native runtime on a machine
-    # without a GPU) is no error of the app.
+    # The environment a user has: no TF_CPP_MIN_LOG_LEVEL, no CUDA_VISIBLE_DEVICES (on a
+    # machine with CUDA libraries and no GPU the device probe logs "failed call to cuInit").
+    env = {k: v for k, v in ENV.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")}
     return subprocess.run([sys.executable, "-m", module, *argv], capture_output=True,
-                          text=True, env={**ENV, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300,
-                          cwd=cwd)
+                          text=True, env=env, timeout=300, cwd=cwd)
+
+
+@pytest.mark.parametrize("app", ["train", "evaluate"])
+def test_help_prints_no_tensorflow_log_line(app, tmp_path):
+    proc = run_app(f"tfvae.apps.{app}", ["--help"], tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: tfvae-"), proc.stderr
+    assert proc.stderr == "", proc.stderr
 
 
 def test_huge_batch_size_in_a_real_process(tmp_path):

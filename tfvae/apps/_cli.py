@@ -46,6 +46,18 @@ def one_line(exc):
     return line or type(exc).__name__
 
 
+def quiet_devices(argv):
+    """The apps print no TensorFlow native log line unless `--verbose 2` is given (or the
+    user set TF_CPP_MIN_LOG_LEVEL, which is then obeyed): device probing, which logs an
+    ERROR line on machines with CUDA libraries and no GPU, runs here under that rule."""
+    from tfvae import _tf  # noqa: PLC0415  (imported already by every app)
+    verbose = any(a in ("--verbose=2", "--verbose 2") for a in argv) or any(
+        a == "--verbose" and b == "2" for a, b in zip(argv, argv[1:]))
+    level = _tf._min_log_level() if _tf.USER_LOG_LEVEL is not None else (  # noqa: SLF001
+        0 if verbose else 3)
+    _tf.init_devices(level)
+
+
 def run_main(prog, fn, argv=None):
     """Calls `fn(argv)`; UsageError -> one stderr line and 2, Ctrl-C -> 130.
 
@@ -53,6 +65,7 @@ def run_main(prog, fn, argv=None):
         the process exit code (`fn`'s return value, 0 if it returned None).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
+    quiet_devices(argv)
     try:
         code = fn(argv)
     except UsageError as e:
