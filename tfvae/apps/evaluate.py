@@ -57,6 +57,12 @@ def build_parser():
                         "2018) on the first N images: a full-covariance q refined per image "
                         "with the decoder fixed (tfvae.latent.refine_posterior); Gaussian "
                         "posteriors only (default: 0, off)")
+    p.add_argument("--frechet-samples", type=int, default=0, metavar="N",
+                   help="also report the Fréchet distance of N prior samples to the test "
+                        "images in the features of a judging classifier trained on the real "
+                        "training images and cached (a Fashion-MNIST-feature Fréchet distance "
+                        "for fashion_mnist, not FID); 10000 for the documented score "
+                        "(default: 0, off)")
     p.add_argument("--refine-steps", type=int, default=300,
                    help="Adam steps of each per-image refinement (default: 300)")
     return p
@@ -79,6 +85,9 @@ def _check(args):
     if args.inference_gaps:
         _cli.check_count(args.inference_gaps, "--inference-gaps")
     _cli.check_count(args.refine_steps, "--refine-steps")
+    if args.frechet_samples and not 2 <= args.frechet_samples <= _cli.MAX_INT32:
+        raise _cli.UsageError(f"--frechet-samples must be 0 (off) or an int >= 2; got "
+                              f"{args.frechet_samples}")
     if args.split not in ("train", "test"):
         raise _cli.UsageError(f"unknown --split {args.split!r}; expected 'train' or 'test'")
     if not os.path.exists(args.model):
@@ -144,7 +153,9 @@ def evaluate(model, x, labels, num_samples, batch_size, seed):
     bar = _progress(n, "image")
     log_px = []
     # A point mass offers no importance distribution: no NLL, only what it has.
-    estimate_nll = bool(model.posterior.has_proposal)
+    # A model may also say why its log p(x) means nothing (VAE-GAN: no pixel density).
+    estimate_nll = bool(model.posterior.has_proposal) and \
+        not getattr(model, "log_likelihood_unavailable", None)
     t0 = time.perf_counter()
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
@@ -279,6 +290,13 @@ def _evaluate(args, out_dir):
     numbers.update({"model": os.path.abspath(args.model), "dataset": dataset,
                     "split": args.split, "binarize": binarize, "num_examples": len(x),
                     "num_samples": args.num_samples, "seed": args.seed})
+    if args.frechet_samples:
+        from tfvae.evaluation import frechet
+        with _cli.user_errors("cannot compute the Fréchet distance: "):
+            numbers["frechet"] = frechet.model_frechet(model, dataset, args.frechet_samples,
+                                                       args.seed, log=print)
+        print(f"{numbers['frechet']['label']} {numbers['frechet']['frechet']:.2f} "
+              f"({args.frechet_samples} prior samples vs the test images; an estimate)")
     if args.inference_gaps:
         numbers["inference_gaps"] = inference_gaps(model, x[:args.inference_gaps], args)
     path = os.path.join(out_dir, "evaluation.json")
