@@ -26,8 +26,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # MirroredStrategy over 2 logical CPUs, and by MirroredStrategy with the replica share
 # switched off (each replica's batch mean, as before: an N-times gradient). Plain SGD, since
 # Adam's update is nearly invariant to the gradient's scale and would hide that bug. The
-# posterior starts with scale 1e-4, so the replicas' own noise (a different draw from the
-# default strategy's) moves the weights by ~1e-4 of the step, below the tolerance.
+# posterior starts with scale 2e-5, so the replicas' own noise (a different draw from the
+# default strategy's) barely moves the weights: seeds 0, 1, 2 gave 1.9e-4, 2.0e-4 and 3.1e-4
+# of the 4 steps' move, the tolerance is 1e-3 (the test runs seed 0).
 MIRRORED = textwrap.dedent("""
     import json, sys
     import numpy as np
@@ -35,6 +36,7 @@ MIRRORED = textwrap.dedent("""
     from tfvae._tf import tf, tfk
     mirrored = distribute.make_strategy("mirrored", devices=2)
     import tfvae
+    tfk.utils.set_random_seed(int(sys.argv[1]))
     x = (np.random.default_rng(0).random((128, 28, 28, 1)) < 0.3).astype(np.float32)
     init = None
 
@@ -42,7 +44,7 @@ MIRRORED = textwrap.dedent("""
         global init
         with strategy.scope():
             m = tfvae.VAE(latent_dim=4, hidden_units=(16,), seed=1, posterior={
-                "name": "full_covariance", "init_scale": 1e-4})
+                "name": "full_covariance", "init_scale": 2e-5})
             m.compile(optimizer=tfk.optimizers.SGD(0.01), jit_compile=False)
         if init is None:
             init = [v.numpy() for v in m.trainable_variables]
@@ -55,23 +57,28 @@ MIRRORED = textwrap.dedent("""
     replicated, loss2 = train(mirrored)
     distribute.replica_share = lambda loss, batch_size: loss   # the bug
     unscaled, _ = train(mirrored)
+    with mirrored.scope():  # the default jit_compile="auto" falls back on logical CPUs
+        auto = tfvae.VAE(latent_dim=4, hidden_units=(16,))
+        auto.compile(optimizer=tfk.optimizers.SGD(0.01))
     diff = lambda a: max(float(np.max(np.abs(p - q))) for p, q in zip(a, single))
     moved = max(float(np.max(np.abs(p - q))) for p, q in zip(single, init))
     print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "moved": moved,
                       "mirrored": diff(replicated), "unscaled": diff(unscaled),
-                      "loss_single": loss1, "loss_mirrored": loss2}))
+                      "loss_single": loss1, "loss_mirrored": loss2,
+                      "auto_jit": auto._jit_compile}))
 """)
 
 
 @pytest.mark.slow
 def test_mirrored_two_devices_match_one_device():
-    proc = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", MIRRORED, "0"], capture_output=True, text=True,
                           env=ENV, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["replicas"] == 2
+    assert r["auto_jit"] is False, r
     # The weights moved by `moved` in 4 steps; two replicas land within 1e-3 of that move
-    # of the one-device weights (float32 sums in another order, and the 1e-4 noise).
+    # of the one-device weights (float32 sums in another order, and the 2e-5-scale noise).
     assert r["mirrored"] < 1e-3 * r["moved"], r
     # Without the share the gradient doubles: off by about the whole move.
     assert r["unscaled"] > 0.3 * r["moved"], r
@@ -174,3 +181,19 @@ def test_xla_with_multi_worker_on_cpu_is_refused(tmp_path, monkeypatch, capsys):
                            "--logdir", str(tmp_path / "r"), "--export-dir", str(tmp_path / "s")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "XLA" in err and "--no-jit" in err and len(err.splitlines()) == 1
+
+
+def test_compile_defaults_to_xla_and_falls_back_with_a_reason(caplog, monkeypatch):
+    import tfvae
+    from tfvae._tf import tfk
+    model = tfvae.VAE(latent_dim=4, hidden_units=(16,))
+    model.compile(optimizer=tfk.optimizers.Adam(1e-3))
+    assert model._jit_compile is True  # noqa: SLF001
+    model.compile(optimizer=tfk.optimizers.Adam(1e-3), jit_compile=False)
+    assert model._jit_compile is False  # noqa: SLF001  (an explicit choice is kept)
+    monkeypatch.setattr(type(model.posterior), "supports_xla", False, raising=False)
+    monkeypatch.setattr(type(model.posterior), "xla_reason", "a test reason", raising=False)
+    with caplog.at_level("WARNING", logger="tfvae"):
+        model.compile(optimizer=tfk.optimizers.Adam(1e-3))
+    assert model._jit_compile is False  # noqa: SLF001
+    assert "a test reason" in caplog.text and "without XLA" in caplog.text

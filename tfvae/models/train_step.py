@@ -16,7 +16,7 @@ Adam's moments stay as they were, its values stay out of the epoch's means, and
 
 from tfvae import distribute
 from tfvae._tf import tf, tfp
-from tfvae.models import _guarded, _inputs
+from tfvae.models import _compile, _guarded, _inputs
 
 BASE_METRICS = ("loss", "elbo", "reconstruction", "kl")
 CRITIC_METRICS = ("loss", "accuracy_positive", "accuracy_negative")
@@ -124,6 +124,17 @@ class TrainStep:
     def metrics(self):
         # Listed here so Keras resets them every epoch (else running means across epochs).
         return list(self._trackers.values())
+
+    def compile(self, optimizer="rmsprop", *args, jit_compile="auto", run_eagerly=None,
+                **kwargs):
+        """tf_keras' `compile`, with `jit_compile="auto"` by default: XLA wherever the model
+        and the strategy support it, else the graph step with the reason logged
+        (`tfvae.models._compile`). `steps_per_execution` (default 1) trades callback
+        granularity for speed: N steps per call into the compiled loop, so batch-level
+        callbacks (checkpoints every N steps, progress) run every N steps."""
+        jit_compile = _compile.resolve(self, jit_compile, run_eagerly)
+        return super().compile(optimizer, *args, jit_compile=jit_compile,
+                               run_eagerly=run_eagerly, **kwargs)
 
     def fit(self, x=None, *args, **kwargs):
         _inputs.check_array_input(self, x)
