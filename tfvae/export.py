@@ -89,7 +89,10 @@ class ExportModule(tf.Module):
         self.x_spec = tf.TensorSpec([None, h, w, c], tf.float32, name="x")
         self.z_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
         self.has_density = bool(model.posterior.has_density)
-        self.has_proposal = bool(model.posterior.has_proposal)
+        # A model may say why its log p(x) is not estimated (VAE-GAN: no pixel density).
+        self.log_likelihood_unavailable = getattr(model, "log_likelihood_unavailable", None)
+        self.has_proposal = bool(model.posterior.has_proposal) and \
+            not self.log_likelihood_unavailable
 
         self.encode = tf.function(self._encode, input_signature=[self.x_spec])
         self.decode = tf.function(self._decode, input_signature=[self.z_spec])
@@ -197,7 +200,9 @@ def build_metadata(model, module, signatures, metadata=None):
         "signatures": signatures,
         "log_likelihood": {"estimator": "importance-weighted (IWAE) bound, nats per example",
                            "num_samples": module.iwae_samples,
-                           "chunk_size": module.chunk_size} if module.has_proposal else None,
+                           "chunk_size": module.chunk_size} if module.has_proposal else
+                          ({"omitted": module.log_likelihood_unavailable}
+                           if module.log_likelihood_unavailable else None),
         "versions": package_versions(),
     }
     meta.update(metadata or {})
