@@ -83,8 +83,8 @@ class VAEGAN(VAE):
             too far ahead (the reference's equilibrium/margin rule). Default value: True.
         equilibrium, margin: the gate's centre (nats) and half-width. Default value: 0.68
             and 0.4.
-        architecture: torsos of encoder and decoder. Default value: "conv".
-        **kwargs: the other `VAE` arguments (latent_dim, posterior, likelihood, prior, ...).
+        **kwargs: the other `VAE` arguments (latent_dim, posterior, likelihood, prior,
+            architecture: the preset apps/vae_gan.toml uses "conv", ...).
     """
 
     derived = ("terms", "objective", "num_samples")
@@ -96,11 +96,11 @@ class VAEGAN(VAE):
 
     def __init__(self, gamma=1e-2, feature_layer=3, discriminator_units=(32, 64, 128, 256),
                  decoder_lr=3e-4, discriminator_lr=3e-4, generator="minimax", gating=True,
-                 equilibrium=0.68, margin=0.4, architecture="conv", **kwargs):
+                 equilibrium=0.68, margin=0.4, **kwargs):
         if kwargs.get("terms") is not None:
             raise ValueError("VAE-GAN builds its objective itself (L_prior, L_llike, L_GAN); "
                              f"`terms` cannot be set; got {kwargs['terms']!r}.")
-        super().__init__(architecture=architecture, **kwargs)
+        super().__init__(**kwargs)
         self.gamma = validation.non_negative(gamma, "gamma")
         self.generator = validation.choice(generator, "generator", GENERATORS)
         self.gating = validation.boolean(gating, "gating")
