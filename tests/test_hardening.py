@@ -528,3 +528,20 @@ def test_hparams_hold_hyperparameters_only(tmp_path, monkeypatch):
                                   "--export-dir", str(tmp_path / "saved")]) == 0
     assert {"learning_rate", "batch_size", "seed", "epochs", "latent_dim", "model"} <= set(written)
     assert not {"dry_run", "export", "export_dir", "fresh", "logdir", "run_name"} & set(written)
+
+
+def test_every_app_has_its_console_script():
+    import importlib
+    import pkgutil
+    import tomllib
+    from tfvae import apps
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    names = {m.name for m in pkgutil.iter_modules(apps.__path__) if not m.name.startswith("_")}
+    assert {f"tfvae-{n}" for n in names} == set(scripts)
+    for script, target in scripts.items():
+        module, func = target.split(":")
+        assert module == f"tfvae.apps.{script[len('tfvae-'):]}"
+        module = importlib.import_module(module)
+        assert callable(getattr(module, func)) and module.PROG == script

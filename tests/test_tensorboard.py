@@ -100,11 +100,11 @@ def test_train_app_serves_its_runs_on_loopback(tmp_path):
                      lambda r: {"served/train", "served/validation"} <= set(r))
         assert "served" in runs  # the hparams/projector run
         tags = _poll(base + "/data/plugin/scalars/tags",
-                     lambda t: "epoch_elbo" in t.get("served/validation", {}))
+                     lambda t: "1_objective/elbo" in t.get("served/validation", {}))
         for run in ("served/train", "served/validation"):
-            assert {"epoch_loss", "epoch_elbo", "epoch_reconstruction", "epoch_kl"} <= set(
-                tags[run])
-        query = urllib.parse.urlencode({"run": "served/validation", "tag": "epoch_elbo"})
+            assert {"1_objective/loss", "1_objective/elbo", "1_objective/reconstruction",
+                    "1_objective/kl"} <= set(tags[run])
+        query = urllib.parse.urlencode({"run": "served/validation", "tag": "1_objective/elbo"})
         # [wall_time, step, value] per epoch, once TensorBoard's reload has seen epoch 2.
         points = _poll(f"{base}/data/plugin/scalars/scalars?{query}", lambda p: len(p) >= 2)
         assert [p[1] for p in points] == [0, 1]

@@ -183,8 +183,12 @@ def test_event_files_hold_scalars_images_histograms_projector_hparams(trained):
     train_events = _events(os.path.join(run, "train"))
     validation = _events(os.path.join(run, "validation"))
     for metric in ("loss", "elbo", "reconstruction", "kl"):
-        assert set(train_events[(f"epoch_{metric}", "scalars")]) == {0, 1}
-        assert set(validation[(f"epoch_{metric}", "scalars")]) == {0, 1}
+        assert set(train_events[(f"1_objective/{metric}", "scalars")]) == {0, 1}
+        assert set(validation[(f"1_objective/{metric}", "scalars")]) == {0, 1}
+    # The decomposition is a validation diagnostic in its own section, not a training metric.
+    assert set(validation[("4_decomposition/tc", "scalars")]) == {0, 1}
+    assert not any("decomposition" in tag for tag, _ in train_events)
+    assert ("5_optimizer/learning_rate", "scalars") in train_events
     # Images: [width, height, png] string tensors; the grids have the documented layout.
     expected = {"images/reconstructions": (4 * 29 - 1, 8 * 29 - 1),   # 16 in 2x(input, recon) rows
                 "images/prior_samples": (8 * 29 - 1, 8 * 29 - 1),     # 64 samples
@@ -206,13 +210,14 @@ def test_event_files_hold_scalars_images_histograms_projector_hparams(trained):
     config = open(os.path.join(run, "projector_config.pbtxt")).read()
     assert 'tensor_path: "projector/latents.tsv"' in config and "metadata_path" in config
     latents = np.loadtxt(os.path.join(run, "projector", "latents.tsv"))
-    assert latents.shape == (128, 4)
-    # The projector shows the final posterior means of the first test images.
-    np.testing.assert_allclose(latents[:5], trained.model.encode(trained.data.test_images[:5])
+    assert latents.shape == (204, 4)  # the validation images (a tenth of 2048)
+    # The projector shows the final posterior means of the first validation images.
+    data = trained.data
+    np.testing.assert_allclose(latents[:5], trained.model.encode(data.validation_images[:5])
                                .mean().numpy(), atol=1e-4)
     labels = open(os.path.join(run, "projector", "metadata.tsv")).read().splitlines()
-    assert labels[0] == "label\tclass" and len(labels) == 129
-    assert [int(l.split("\t")[0]) for l in labels[1:6]] == list(trained.data.test_labels[:5])
+    assert labels[0] == "label\tclass" and len(labels) == 205
+    assert [int(l.split("\t")[0]) for l in labels[1:6]] == list(data.validation_labels[:5])
 
 
 def test_run_summary_names_elbo_and_paths(trained):
@@ -520,7 +525,7 @@ def test_registered_model_flags_presets_and_hooks(dummy_model, tmp_path, capsys)
     result = run_in_process(["--config", str(preset), "--steps-per-epoch", "2"] +
                             [a for a in TINY if a not in ("--steps-per-epoch", "6")] +
                             dirs(tmp_path) + ["--no-export"])
-    assert result.model.gamma == 1.5 and seen["dataset_size"] == 2048
+    assert result.model.gamma == 1.5 and seen["dataset_size"] == 2048 - 204
     assert seen["context"].model is result.model and result.iterations == 2
     assert result.run_name.startswith("test_dummy-synthetic-bernoulli-z4-")
 

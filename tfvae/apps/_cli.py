@@ -53,9 +53,8 @@ def quiet_devices(argv):
     from tfvae import _tf  # noqa: PLC0415  (imported already by every app)
     verbose = any(a in ("--verbose=2", "--verbose 2") for a in argv) or any(
         a == "--verbose" and b == "2" for a, b in zip(argv, argv[1:]))
-    level = _tf._min_log_level() if _tf.USER_LOG_LEVEL is not None else (  # noqa: SLF001
-        0 if verbose else 3)
-    _tf.init_devices(level)
+    if _tf.USER_LOG_LEVEL is None and not verbose:  # else TensorFlow applies the user's
+        _tf.init_devices(3)
 
 
 def run_main(prog, fn, argv=None):

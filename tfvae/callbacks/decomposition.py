@@ -31,16 +31,18 @@ class DecompositionCallback(tfk.callbacks.Callback):
         num_examples: examples of `data` to use. Default value: 2000.
         every: compute every `every` epochs. Default value: 1.
         add_to_logs: also put the values in `logs`. Default value: True.
+        log_prefix: the prefix of their names in `logs`. Default value: "decomposition_".
         **kwargs: passed to `elbo_decomposition` (method, estimator, batch_size, k, seed).
     """
 
     def __init__(self, data, writer=None, log_dir=None, num_examples=2000, every=1,
-                 add_to_logs=True, **kwargs):
+                 add_to_logs=True, log_prefix="decomposition_", **kwargs):
         super().__init__()
         self.images = collect_images(data, num_examples)
         self.log_dir = log_dir
         self.every = validation.positive_int(every, "every")
         self.add_to_logs = bool(add_to_logs)
+        self.log_prefix = str(log_prefix)
         self.kwargs = kwargs
         self.last = None
         self._writer = writer
@@ -72,7 +74,7 @@ class DecompositionCallback(tfk.callbacks.Callback):
                     tf.summary.scalar(f"decomposition/{key}", value)
             writer.flush()
         if self.add_to_logs and logs is not None:
-            logs.update({f"decomposition_{key}": value for key, value in scalars.items()})
+            logs.update({self.log_prefix + key: value for key, value in scalars.items()})
 
     def on_train_end(self, logs=None):
         if self._owns_writer and self._writer is not None:
@@ -85,8 +87,10 @@ class DecompositionCallback(tfk.callbacks.Callback):
 def _train_app_callback(context):
     """The train app's hook: every model it trains logs its decomposition each epoch.
 
-    On the app's fixed test images (up to 1000), into the run's `validation` TensorBoard
-    run beside the epoch metrics; models that cannot be decomposed warn once and go on.
+    On the app's fixed validation images (up to 1000), as `val_decomposition_<key>` in the
+    epoch's logs: validation diagnostics, which the app's `EpochScalarsCallback` writes to
+    the `validation` TensorBoard run in their own section. Models that cannot be decomposed
+    warn once and go on.
     """
-    return DecompositionCallback(context.images, writer=context.writer("validation"),
-                                 num_examples=None)
+    return DecompositionCallback(context.images, num_examples=None,
+                                 log_prefix="val_decomposition_")

@@ -1,7 +1,16 @@
 """What the train app writes to TensorBoard each epoch besides the hooks' scalars.
 
-`EpochScalarsCallback` writes every metric of `fit`'s logs each epoch (`epoch_<metric>` in
-the run's `train` and `validation` TensorBoard runs). What `SummaryCallback` writes each
+`EpochScalarsCallback` writes every metric of `fit`'s logs each epoch, in the run's `train`
+and `validation` TensorBoard runs (one chart per tag, both runs overlaid), in sections that
+TensorBoard lists in this order:
+
+```none
+1_objective/{loss, elbo, reconstruction, kl}    what the optimizer minimizes, and the ELBO
+2_terms/<term> and <term>_<diagnostic>          the objective's other terms
+3_critics/<term>_critic_<key>                   density-ratio critics (estimates, not bounds)
+4_decomposition/<key>                           validation diagnostics (validation run only)
+5_optimizer/learning_rate
+``` What `SummaryCallback` writes each
 epoch (step = epoch index), in `validation`, computed on a fixed set of test images:
 
 ```none
@@ -110,9 +119,27 @@ class SummaryCallback(tfk.callbacks.Callback):
         return image_grid(self._decode_mean(z), cols=len(values))
 
 
+#: the objective's own scalars; they open the scalars page
+OBJECTIVE = ("loss", "elbo", "reconstruction", "kl")
+
+
+def scalar_tag(name):
+    """The TensorBoard tag of log entry `name` (without its `val_` prefix): its section
+    (numbered, as TensorBoard sorts sections by name) and the name."""
+    if name in OBJECTIVE:
+        return f"1_objective/{name}"
+    if name.startswith("decomposition_"):
+        return f"4_decomposition/{name[len('decomposition_'):]}"
+    if "_critic_" in name:
+        return f"3_critics/{name}"
+    if name == "learning_rate":
+        return f"5_optimizer/{name}"
+    return f"2_terms/{name}"
+
+
 class EpochScalarsCallback(tfk.callbacks.Callback):
-    """Writes every metric of the epoch's `logs` as a scalar: `epoch_<name>` in the run's
-    `train` sub-run, `val_<name>` as `epoch_<name>` in `validation` (Keras' tag names).
+    """Writes every metric of the epoch's `logs` as a scalar, tagged by `scalar_tag`:
+    `<name>` in the run's `train` sub-run, `val_<name>` in `validation`.
 
     It uses the context's writers, one per directory: TensorBoard's Python loader follows
     one event file per directory at a time, so a second live writer there (Keras' own
@@ -141,5 +168,5 @@ class EpochScalarsCallback(tfk.callbacks.Callback):
                         value = float(value)
                     except (TypeError, ValueError):
                         continue
-                    tf.summary.scalar(f"epoch_{key}", value, step=epoch)
+                    tf.summary.scalar(scalar_tag(key), value, step=epoch)
             writer.flush()
