@@ -1,0 +1,140 @@
+"""VAE against VAE-GAN on Fashion-MNIST grey levels: sample quality, attributes, speed.
+
+    flock /tmp/tfvae-bench.lock .venv/bin/python benchmarks/vae_gan.py --epochs 3 --limit 10000
+
+Both models: the conv torsos (32, 64, 256), latent 32, a diagonal posterior, the Bernoulli
+head's mean as the image, grey levels (no binarization), batch 64, the same training images
+in the same order, the same epochs, no XLA (compiling VAE-GAN's step was impractical here).
+The VAE trains on the ELBO (Adam 1e-3); VAE-GAN is apps/vae_gan.toml. Measured per model:
+
+```none
+prior Fréchet   Fashion-MNIST-feature Fréchet distance, 10,000 prior samples vs the 10,000
+                test images, in the judging classifier's features (an estimate; not FID)
+recon Fréchet   the same for the reconstructions of the 10,000 test images
+attr@1          attribute indicator at alpha = 1 (share of decoded code + v of test images
+                lacking the attribute that the judge assigns to it), three attributes,
+                vectors from the first --vector-images training images
+pixel MSE       mean squared pixel error of the test reconstructions (exact on the test set)
+images/s        training images per second, median epoch after the first (the shared
+                2-core machine: others' jobs slow it; compare the two, not the absolutes)
+```
+Writes JSON to --out (default runs/vae_gan_benchmark.json, git-ignored) and prints a
+Markdown table.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+sys.path.insert(0, ROOT)
+
+from benchmarks import common  # noqa: E402
+import tfvae  # noqa: E402
+from tfvae._tf import tf, tfk  # noqa: E402
+from tfvae.apps import train as train_app  # noqa: E402
+from tfvae.evaluation import attributes, frechet, judge as judge_lib  # noqa: E402
+
+ATTRS = ("trouser", "footwear", "top")
+
+
+def build(name, seed):
+    if name == "vae_gan":
+        cfg, recipe, _ = train_app.parse(["--config", os.path.join(ROOT, "apps",
+                                                                   "vae_gan.toml")])
+        tfk.utils.set_random_seed(seed)
+        return recipe.build((28, 28, 1), seed), cfg.learning_rate
+    tfk.utils.set_random_seed(seed)
+    return tfvae.VAE(latent_dim=32, posterior="diagonal", likelihood="bernoulli",
+                     architecture="conv", hidden_units=(32, 64, 256), seed=seed), 1e-3
+
+
+def measure(name, args, x_train, y_train, x_test, y_test, judge):
+    model, lr = build(name, args.seed)
+    model.compile(optimizer=tfk.optimizers.Adam(lr), steps_per_execution=16)
+    timer = common.epoch_timer(tfk.callbacks.Callback)
+    data = tf.data.Dataset.from_tensor_slices(x_train).shuffle(
+        len(x_train), seed=args.seed, reshuffle_each_iteration=True).batch(64)
+    model.fit(data, epochs=args.epochs, verbose=2, callbacks=[timer])
+
+    def encode(x):
+        return model.encode(x).mean().numpy()
+
+    def decode(z):
+        return model.decode(z).mean().numpy()
+    recon = np.concatenate([decode(encode(x_test[i:i + 500])) for i in range(0, len(x_test),
+                                                                            500)])
+    test_feats = judge.features(x_test)
+    seed = iter(range(10**6))
+    prior = frechet.sample_frechet(lambda n: model.sample(n, seed=next(seed)).numpy(), judge,
+                                   x_test, num_samples=args.samples)
+    row = {"model": name, "epochs": args.epochs, "train_images": len(x_train),
+           "prior_frechet": prior["frechet"],
+           "recon_frechet": frechet.frechet_distance_of(judge.features(recon), test_feats),
+           "pixel_mse": float(np.mean((recon - x_test) ** 2)),
+           "images_per_s": common.steady_images_per_s(timer.times, len(x_train)),
+           "epoch_seconds": timer.times, "attributes": {}}
+    codes = np.concatenate([encode(x_train[i:i + 500])
+                            for i in range(0, args.vector_images, 500)])
+    for attr in ATTRS:
+        wanted = attributes.attribute_classes("fashion_mnist", attr)
+        vector = attributes.attribute_vector(codes, np.isin(y_train[:args.vector_images],
+                                                            wanted))
+        lack = ~np.isin(y_test, wanted)
+        result = attributes.indicator(encode, decode, judge.predict, x_test[lack][:2000],
+                                      y_test[lack][:2000], vector, wanted, alphas=(0.0, 1.0))
+        row["attributes"][attr] = {"ratio_alpha_1": result["ratio"][1.0],
+                                   "ratio_alpha_0": result["ratio"][0.0],
+                                   "control": result["control"], "n": result["num_images"]}
+    return row
+
+
+def table(rows, judge_accuracy):
+    head = ("| model | prior Fréchet | recon Fréchet | " + " | ".join(
+        f"attr@1 {a}" for a in ATTRS) + " | pixel MSE | images/s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['prior_frechet']:.2f} | {r['recon_frechet']:.2f} | "
+                     + " | ".join(f"{r['attributes'][a]['ratio_alpha_1']:.3f}" for a in ATTRS)
+                     + f" | {r['pixel_mse']:.4f} | {r['images_per_s']:.0f} |")
+    lines.append(f"\njudging classifier test accuracy {judge_accuracy:.4f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--limit", type=int, default=None, help="first N training images")
+    p.add_argument("--samples", type=int, default=10000)
+    p.add_argument("--vector-images", type=int, default=10000)
+    p.add_argument("--judge-epochs", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=os.path.join(ROOT, "runs", "vae_gan_benchmark.json"))
+    args = p.parse_args(argv)
+    xs, ys = tfvae.data.load_arrays("fashion_mnist", "train")
+    xt, yt = tfvae.data.load_arrays("fashion_mnist", "test")
+    t0 = time.perf_counter()
+    judge = judge_lib.train_judge(xs, ys, xt, yt, 10, "fashion_mnist",
+                                  epochs=args.judge_epochs, seed=args.seed, log=print)
+    print(f"judge ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    x_train = (xs[:args.limit] / 255.0).astype(np.float32)[..., :]
+    y_train = ys[:args.limit]
+    x_test = (xt / 255.0).astype(np.float32)
+    args.vector_images = min(args.vector_images, len(x_train))
+    rows = []
+    for name in ("vae", "vae_gan"):
+        rows.append(measure(name, args, x_train, y_train, x_test, yt, judge))
+        print(json.dumps(rows[-1]), flush=True)
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump({"rows": rows, "judge_test_accuracy": judge.test_accuracy,
+                       "args": vars(args)}, f, indent=2)
+    print(table(rows, judge.test_accuracy))
+
+
+if __name__ == "__main__":
+    main()
