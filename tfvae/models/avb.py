@@ -39,7 +39,9 @@ class AVB(VAE):
         discriminator_lr: the critic's Adam learning rate. Default value: 1e-3.
         discriminator_units: hidden widths of the critic's x and z networks.
             Default value: (256, 256).
-        moment_samples: draws of q(z|x) for the moments of r(z|x) (AC). Default value: 16.
+        moment_samples: draws of q(z|x) for the moments of r(z|x) (AC). Default value: 64.
+        contrast_covariance: r(z|x)'s covariance (AC), "diagonal" or "full" (see
+            `tfvae.objectives.avb.AVBTerm`). Default value: "diagonal".
         beta: the weight of the adversarial KL. Default value: 1.0.
         **kwargs: the other `VAE` arguments.
     """
@@ -47,8 +49,8 @@ class AVB(VAE):
     derived = ("terms", "kl", "objective")
 
     def __init__(self, posterior="implicit", adaptive_contrast=False, discriminator_steps=1,
-                 discriminator_lr=1e-3, discriminator_units=(256, 256), moment_samples=16,
-                 beta=1.0, **kwargs):
+                 discriminator_lr=1e-3, discriminator_units=(256, 256), moment_samples=64,
+                 contrast_covariance="diagonal", beta=1.0, **kwargs):
         for key, default in (("kl", "auto"), ("objective", "elbo"), ("terms", None)):
             if kwargs.get(key, default) != default:
                 raise ValueError(f"AVB builds its objective itself (reconstruction + beta * "
@@ -56,7 +58,8 @@ class AVB(VAE):
         super().__init__(posterior=posterior, beta=beta, terms=["reconstruction", {
             "name": "avb", "weight": beta, "adaptive_contrast": adaptive_contrast,
             "discriminator_steps": discriminator_steps, "discriminator_lr": discriminator_lr,
-            "discriminator_units": discriminator_units, "moment_samples": moment_samples}],
+            "discriminator_units": discriminator_units, "moment_samples": moment_samples,
+            "contrast_covariance": contrast_covariance}],
             **kwargs)
         term = self.avb_term
         self.adaptive_contrast, self.discriminator_steps = (term.adaptive_contrast,
@@ -64,6 +67,7 @@ class AVB(VAE):
         self.discriminator_lr, self.discriminator_units = (term.discriminator_lr,
                                                            term.discriminator_units)
         self.moment_samples = term.moment_samples
+        self.contrast_covariance = term.contrast_covariance
 
     @property
     def avb_term(self):

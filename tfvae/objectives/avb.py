@@ -6,7 +6,8 @@ critic:  max_T  E_p(x) E_q(z|x) log sigmoid(T(x, z)) + E_p(x) E_p(z) log(1 - sig
 rate:    KL(q(z|x) || p(z)) ~= E_q(z|x)[T(x, z)]
 
 adaptive contrast (AVB Sec. 3.3): r(z|x) = N(mu(x), diag sigma(x)^2) with the moments of
-q(z|x) (Monte Carlo over `moment_samples` draws), z~ = (z - mu(x)) / sigma(x);
+q(z|x) (Monte Carlo over `moment_samples` draws), z~ = (z - mu(x)) / sigma(x); or, with
+`contrast_covariance="full"`, r = N(mu(x), C(x)) with the sample covariance, z~ = L^-1 (z - mu);
 the critic tells q~(z~|x) from r0 = N(0, I), so T*(x, z~) = log q(z|x) - log r(z|x), and
          KL(q || p) = KL(q~ || r0) + E_q[log r(z|x) - log p(z)]
                    ~= E_q[T(x, z~) + log r(z|x) - log p(z)]
@@ -40,6 +41,7 @@ from tfvae.registry import TERMS
 # Variance floor (latent units^2) of the AC normalization: keeps z~ finite if q collapses
 # in a direction; far below the posterior variances of a trained model (~1e-3 .. 1).
 MOMENT_FLOOR = 1e-6
+CONTRAST_COVARIANCES = ("diagonal", "full")
 # Global gradient-norm bound of the critic's Adam steps (see AVBTerm.__init__).
 CRITIC_CLIPNORM = 1.0
 
@@ -53,7 +55,16 @@ class AVBTerm(Term):
         adaptive_contrast: contrast q with its moment-matched Gaussian r(z|x) instead of
             with p(z). Default value: False.
         moment_samples: draws of q(z|x) per x for the moments of r (AC only).
-            Default value: 16 (sigma's relative error ~ 1/sqrt(2 * 15) = 18% per dim).
+            Default value: 64 (sigma's relative error ~ 1/sqrt(2 * 63) = 9% per dim). On the
+            8-D Gaussian toy (KL 23 nats) 16 draws gave Pearson r 0.91-0.92 between the
+            estimate and the true log-ratio, 64 gave 0.98 (the moments' noise is per-x noise
+            in log r).
+        contrast_covariance: "diagonal" (AVB's r, N(mu, diag sigma^2)) or "full" (the
+            sample covariance of the moment draws, so T only models how q departs from a
+            Gaussian, not its correlations; needs moment_samples > latent_dim). With a
+            correlated 32-D Gaussian q (KL 30 nats, 12.6 of them correlations) the diagonal
+            contrast leaves T a 12.6-nat log-ratio it fits with Pearson r 0.58 (total r 0.81);
+            see the test of the known log-ratio. Default value: "diagonal".
         discriminator_steps: critic updates per train step, each on fresh samples, all
             before the model's step (Mescheder et al.'s Alg. 1). Default value: 1.
         discriminator_lr: the critic's Adam learning rate (beta_1 = 0.5, gradients
@@ -69,13 +80,16 @@ class AVBTerm(Term):
     critic_order = "before"
     estimates_rate = True
 
-    def __init__(self, weight=1.0, adaptive_contrast=False, moment_samples=16,
-                 discriminator_steps=1, discriminator_lr=1e-3, discriminator_units=(256, 256),
+    def __init__(self, weight=1.0, adaptive_contrast=False, moment_samples=64,
+                 contrast_covariance="diagonal", discriminator_steps=1, discriminator_lr=1e-3,
+                 discriminator_units=(256, 256),
                  combine="inner_product", name=None):
         super().__init__(weight=weight, name=name)
         self.adaptive_contrast = validation.boolean(adaptive_contrast, "adaptive_contrast")
         # Two draws are the least that give a variance; fewer would divide by zero.
         self.moment_samples = validation.integer(moment_samples, "moment_samples", minimum=2)
+        self.contrast_covariance = validation.choice(contrast_covariance,
+                                                     "contrast_covariance", CONTRAST_COVARIANCES)
         self.discriminator_steps = validation.positive_int(discriminator_steps,
                                                            "discriminator_steps")
         self.critic_steps = self.discriminator_steps
@@ -92,6 +106,10 @@ class AVBTerm(Term):
                                           global_clipnorm=CRITIC_CLIPNORM))
 
     def build_critic(self, image_shape, latent_dim):
+        if self.contrast_covariance == "full" and self.moment_samples <= latent_dim:
+            raise ValueError(f"`contrast_covariance='full'` needs moment_samples > latent_dim "
+                             f"({latent_dim}) for a full-rank sample covariance; got "
+                             f"{self.moment_samples}.")
         self.critic((tf.zeros((1, *image_shape)), tf.zeros((1, latent_dim))))
         self.critic.critic_optimizer.build(self.critic.trainable_variables)
 
@@ -103,6 +121,23 @@ class AVBTerm(Term):
         mu, var = tf.nn.moments(z, axes=[0])
         var = var * self.moment_samples / (self.moment_samples - 1)  # unbiased
         return mu, tf.sqrt(var + MOMENT_FLOOR)
+
+    def contrast(self, q_z, seed):
+        """r(z|x) with q's Monte-Carlo moments, and the whitening z -> z~ that maps r to
+        N(0, I): diagonal (mu, sigma) or, with `contrast_covariance="full"`, the sample
+        mean and the Cholesky factor of the sample covariance (+ MOMENT_FLOOR I)."""
+        if self.contrast_covariance == "diagonal":
+            mu, sigma = self.moments(q_z, seed)
+            return tfd.MultivariateNormalDiag(mu, sigma), lambda z: (z - mu) / sigma
+        z = tf.stop_gradient(q_z.sample(self.moment_samples, seed=seed))  # [M, B, D]
+        mu = tf.reduce_mean(z, 0)
+        zc = z - mu
+        cov = tf.einsum("mbi,mbj->bij", zc, zc) / (self.moment_samples - 1.0)
+        tril = tf.linalg.cholesky(cov + MOMENT_FLOOR * tf.eye(tf.shape(cov)[-1]))
+
+        def whiten(v):  # v [S, B, D] or [B, D] -> L(x)^-1 (v - mu(x)), batch-broadcast
+            return tf.linalg.triangular_solve(tril, (v - mu)[..., None], lower=True)[..., 0]
+        return tfd.MultivariateNormalTriL(mu, tril), whiten
 
     def critic_value(self, x, z):
         """T(x, z) for z [S, B, D] (or [B, D]) against x [B, ...]: [S, B] (or [B])."""
@@ -132,10 +167,9 @@ class AVBTerm(Term):
         """
         if not self.adaptive_contrast:
             return {"kl": tf.reduce_mean(self.critic_value(x, z), 0)}
-        mu, sigma = self.moments(q_z, seed)
-        z_tilde = (z - mu) / sigma
-        log_r = tfd.MultivariateNormalDiag(mu, sigma).log_prob(z)  # log r(z|x), [S, B]
-        contrast = tf.reduce_mean(self.critic_value(x, z_tilde), 0)
+        r_z, whiten = self.contrast(q_z, seed)
+        log_r = r_z.log_prob(z)  # log r(z|x), [S, B]
+        contrast = tf.reduce_mean(self.critic_value(x, whiten(z)), 0)
         gaussian = tf.reduce_mean(log_r - p_z.log_prob(z), 0)
         return {"kl": contrast + gaussian, "contrast": contrast, "gaussian": gaussian}
 
@@ -147,8 +181,7 @@ class AVBTerm(Term):
         z = tf.stop_gradient(q_z.sample(seed=q_seed))  # [B, D]
         batch = tf.shape(z)[0]
         if self.adaptive_contrast:
-            mu, sigma = self.moments(q_z, m_seed)
-            positive = (z - mu) / sigma
+            positive = self.contrast(q_z, m_seed)[1](z)
             negative = tf.random.stateless_normal(tf.shape(z), p_seed, dtype=z.dtype)
         else:
             positive = z
