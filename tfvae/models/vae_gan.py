@@ -3,7 +3,7 @@ feature space, trained together with that discriminator.
 
 ```none
 L_prior = KL(q(z|x) || p(z))
-L_llike = -E_q log N(Dis_l(x) | Dis_l(Dec(z)), I)                       z ~ q(z|x)
+L_llike = -E_q log N(Dis_l(x) | Dis_l(Dec(z)), diag(s^2))               z ~ q(z|x)
 L_GAN   = log Dis(x) + 1/2 [log(1 - Dis(Dec(z))) + log(1 - Dis(Dec(z_p)))]   z_p ~ p(z)
 
 encoder        descends  L_prior + L_llike
@@ -83,6 +83,9 @@ class VAEGAN(VAE):
             too far ahead (the reference's equilibrium/margin rule). Default value: True.
         equilibrium, margin: the gate's centre (nats) and half-width. Default value: 0.68
             and 0.4.
+        normalize_features: scale each feature of Dis_l by its spread over the real batch
+            in L_llike (the reference batch-normalizes that layer); False: the paper's
+            N(Dis_l(x) | Dis_l(x~), I). Default value: True.
         **kwargs: the other `VAE` arguments (latent_dim, posterior, likelihood, prior,
             architecture: the preset apps/vae_gan.toml uses "conv", ...).
     """
@@ -96,7 +99,7 @@ class VAEGAN(VAE):
 
     def __init__(self, gamma=1e-2, feature_layer=3, discriminator_units=(32, 64, 128, 256),
                  decoder_lr=3e-4, discriminator_lr=3e-4, generator="minimax", gating=True,
-                 equilibrium=0.68, margin=0.4, **kwargs):
+                 equilibrium=0.68, margin=0.4, normalize_features=True, **kwargs):
         if kwargs.get("terms") is not None:
             raise ValueError("VAE-GAN builds its objective itself (L_prior, L_llike, L_GAN); "
                              f"`terms` cannot be set; got {kwargs['terms']!r}.")
@@ -106,6 +109,7 @@ class VAEGAN(VAE):
         self.gating = validation.boolean(gating, "gating")
         self.equilibrium = validation.positive(equilibrium, "equilibrium")
         self.margin = validation.positive(margin, "margin")
+        self.normalize_features = validation.boolean(normalize_features, "normalize_features")
         self.decoder_lr = validation.positive(decoder_lr, "decoder_lr")
         self.discriminator_lr = validation.positive(discriminator_lr, "discriminator_lr")
         self.discriminator = Discriminator(self.image_shape, discriminator_units, feature_layer)
@@ -167,7 +171,7 @@ class VAEGAN(VAE):
         t_real, t_rec, t_prior = tf.split(logits, 3)
         real_feats = feats[:batch]
         rec_feats = self.discriminator.features(x_rec, training=training)
-        llike = tf.reduce_mean(feature_loss(real_feats, rec_feats))
+        llike = tf.reduce_mean(feature_loss(real_feats, rec_feats, self.normalize_features))
         kl = tf.reduce_mean(fwd.rate)
         # log Dis = -softplus(-t), log(1 - Dis) = -softplus(t)
         real_cost = tf.reduce_mean(tf.nn.softplus(-t_real))
