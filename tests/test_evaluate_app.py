@@ -94,3 +94,52 @@ def test_directory_that_is_not_a_model(tmp_path):
     lines = [l for l in proc.stderr.strip().splitlines() if "tfvae-evaluate" in l]
     assert len(lines) == 1 and "neither a SavedModel" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_figures_are_readable_labelled_and_named(exported, tmp_path):
+    from tfvae.apps import _figures
+    from tfvae.callbacks import posterior_moments
+    model, _ = exported
+    x = tfvae.data.load_arrays("synthetic", "test")[0][:40].astype(np.float32) / 255
+    means, stds = posterior_moments(model, x)
+    # KL_d against the closed form of the Gaussian KL, dim by dim.
+    q = model.encode(x)
+    exact = np.mean(tfvae._tf.tfd.kl_divergence(
+        tfvae._tf.tfd.Normal(q.mean(), q.stddev()), tfvae._tf.tfd.Normal(0.0, 1.0)).numpy(), 0)
+    np.testing.assert_allclose(_figures.dimension_kl(means, stds), exact, rtol=1e-4, atol=1e-5)
+    _figures.write_figures(model, x, np.arange(40) % 3, means, stds, model(x).numpy(), tmp_path,
+                           0, label_names=["a", "b", "c"],
+                           dimension_factors=[["shape", 0.5], None, ["scale", 0.2]])
+    import matplotlib.image
+    tile = matplotlib.image.imread(tmp_path / "samples.png")
+    assert tile.shape[1] == 8 * 29 * 3 - 3  # 8 tiles of 28 px + borders, drawn at 3x
+    assert set(os.listdir(tmp_path)) == FIGURES
+
+
+def test_disentanglement_scores_with_factor_labels(exported, monkeypatch, capsys):
+    from tfvae.apps import _disentanglement
+    tiny = {"mig": {"num_points": 300}, "factor_vae_score": {"num_train": 40, "num_eval": 20,
+                                                              "batch_size": 16},
+            "dci": {"num_train": 200, "num_test": 100}, "sap": {"num_train": 200,
+                                                                "num_test": 100},
+            "mig_chen": {"num_points": 600, "num_samples": 100}}
+    monkeypatch.setattr(_disentanglement, "QUICK", tiny)
+    model = tfvae.VAE(input_shape=(64, 64, 1), latent_dim=4, hidden_units=(16,), seed=0)
+    result = _disentanglement.scores(model, "dsprites", seed=1, quick=True)
+    keys = {"mig", "mig_chen", "factor_vae_score", "dci_disentanglement", "dci_completeness",
+            "dci_informativeness_test", "sap"}
+    assert set(result["scores"]) == keys
+    assert all(0 <= v <= 1 for v in result["scores"].values()), result["scores"]
+    assert len(result["dimension_factors"]) == 4 and result["sample_sizes"].startswith("quick")
+    assert _disentanglement.summary_line(result).startswith("disentanglement: MIG ")
+    with pytest.raises(ValueError, match="takes \\[28, 28, 1\\] images but 'dsprites'"):
+        _disentanglement.scores(exported[0], "dsprites", quick=True)
+
+
+def test_disentanglement_needs_a_dataset_with_factors(exported, tmp_path, capsys):
+    _, path = exported
+    code = evaluate.main(["--model", path, "--num-examples", "8", "--num-samples", "2",
+                          "--disentanglement", "quick", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 1 and "has no ground-truth factors" in err[0], err
+    assert not os.path.exists(tmp_path / "o")

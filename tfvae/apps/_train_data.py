@@ -13,6 +13,7 @@ LABEL_NAMES = {
     "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                       "Shirt", "Sneaker", "Bag", "Ankle boot"],
     "mnist": [str(i) for i in range(10)],
+    "dsprites": ["square", "ellipse", "heart"],  # the shape factor
 }
 
 

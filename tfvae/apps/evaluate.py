@@ -14,10 +14,10 @@ as it was):
 evaluation.json   neg_elbo, nll (nats per example), bits_per_dim, kl, reconstruction,
                   active_units (Burda et al.'s Cov_x E[z|x] > 0.01 criterion),
                   reconstruction_mse (per pixel), and the settings
-reconstructions.png  inputs (odd rows) above their reconstructions
-samples.png          decoded prior samples (the decoder's mean)
-traversals.png       one row per latent dimension, -3..3 around the first test image's code
-latents.png          test posterior means in 2-D (PCA beyond 2 dims), coloured by label
+disentanglement   with --disentanglement: MIG, Chen et al.'s MIG, the FactorVAE score,
+                  DCI and SAP, and the factor each latent dim carries most of
+*.png             the figures of `tfvae.apps._figures` (reconstructions, samples,
+                  labelled traversals, the latent map with class names)
 ```
 The NLL is -log p(x) estimated with k importance samples (`tfvae.evaluation.log_likelihood`),
 a stochastic upper bound on the true NLL that tightens as k grows; bits/dim divides it by
@@ -63,6 +63,11 @@ def build_parser():
                         "training images and cached (a Fashion-MNIST-feature Fréchet distance "
                         "for fashion_mnist, not FID); 10000 for the documented score "
                         "(default: 0, off)")
+    p.add_argument("--disentanglement", nargs="?", const="full", choices=("full", "quick"),
+                   help="also score disentanglement on the dataset's ground-truth factors "
+                        "(dsprites): MIG, Chen et al.'s MIG, the FactorVAE score, DCI and SAP "
+                        "at disentanglement_lib's sample sizes (full, ~25 min for the dSprites "
+                        "conv model on 2 cores) or reduced ones (quick, a few minutes)")
     p.add_argument("--refine-steps", type=int, default=300,
                    help="Adam steps of each per-image refinement (default: 300)")
     return p
@@ -169,7 +174,7 @@ def evaluate(model, x, labels, num_samples, batch_size, seed):
         bar.add(len(xb))
     seconds = time.perf_counter() - t0
     pixels = int(np.prod(x.shape[1:]))
-    means, _ = posterior_moments(model, x, seed=seed)
+    means, stds = posterior_moments(model, x, seed=seed)
     recon = np.concatenate([model(x[s:s + batch_size]).numpy()
                             for s in range(0, n, batch_size)])
     out = {"active_units": active_units(means), "active_unit_threshold": 0.01,
@@ -183,43 +188,7 @@ def evaluate(model, x, labels, num_samples, batch_size, seed):
         out[key] = value / n
     if "elbo" in out:
         out["neg_elbo"] = -out.pop("elbo")
-    return out, means, recon
-
-
-def write_figures(model, x, labels, means, recon, out_dir, seed):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from tfvae.callbacks import image_grid, interleave_rows
-
-    def save_grid(name, images, cols):
-        grid = image_grid(images, cols=cols)
-        plt.imsave(os.path.join(out_dir, name), grid[..., 0] if grid.shape[-1] == 1 else grid,
-                   cmap="gray", vmin=0, vmax=1)
-
-    save_grid("reconstructions.png", interleave_rows(x[:32], recon[:32], 8), 8)
-    save_grid("samples.png", model.sample(64, seed=seed).numpy(), 8)
-    d = int(model.latent_dim)
-    rows = min(d, 16)
-    base = np.repeat(means[:1], rows * 9, axis=0)
-    values = np.linspace(-3, 3, 9)
-    for r in range(rows):
-        base[r * 9:(r + 1) * 9, r] = values
-    save_grid("traversals.png", model.decode(base.astype(np.float32)).mean().numpy(), 9)
-    if d > 2:
-        centered = means - means.mean(0)
-        _, _, vt = np.linalg.svd(centered, full_matrices=False)
-        points, axes = centered @ vt[:2].T, ("PC 1", "PC 2")
-    else:
-        points, axes = np.pad(means, [[0, 0], [0, 2 - d]]), ("z1", "z2")
-    fig, ax = plt.subplots(figsize=(6, 6))
-    sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4)
-    fig.colorbar(sc, ax=ax, label="label")
-    ax.set_xlabel(axes[0])
-    ax.set_ylabel(axes[1])
-    ax.set_title("test posterior means")
-    fig.savefig(os.path.join(out_dir, "latents.png"), dpi=100)
-    plt.close(fig)
+    return out, (means, stds), recon
 
 
 def default_out(model_path):
@@ -228,13 +197,16 @@ def default_out(model_path):
     return os.path.join("evaluations", os.path.basename(os.path.normpath(model_path)))
 
 
-def write_outputs(model, x, labels, means, recon, numbers, out_dir, seed):
+def write_outputs(model, x, labels, moments, recon, numbers, out_dir, seed, label_names=None):
     """The figures and evaluation.json, all or nothing: written into a temporary folder
     inside `out_dir`, then moved into place with evaluation.json last. On any error (a full
     disk) the temporary folder is removed and `out_dir` keeps what it had."""
     tmp = tempfile.mkdtemp(dir=out_dir, prefix=".evaluation.tmp-")
     try:
-        write_figures(model, x, labels, means, recon, tmp, seed)
+        from tfvae.apps import _figures
+        factors = (numbers.get("disentanglement") or {}).get("dimension_factors")
+        _figures.write_figures(model, x, labels, *moments, recon, tmp, seed,
+                               label_names=label_names, dimension_factors=factors)
         with open(os.path.join(tmp, "evaluation.json"), "w") as f:
             json.dump(numbers, f, indent=2)
             f.flush()
@@ -263,6 +235,7 @@ def _main(argv):
 def _evaluate(args, out_dir):
     from tfvae import data as data_lib
     from tfvae._tf import tfk
+    from tfvae.apps import _train_data
     tfk.utils.set_random_seed(args.seed)
     model, meta = load(args.model)
     trained_on = meta.get("dataset") or {}
@@ -299,9 +272,16 @@ def _evaluate(args, out_dir):
               f"({args.frechet_samples} prior samples vs the test images; an estimate)")
     if args.inference_gaps:
         numbers["inference_gaps"] = inference_gaps(model, x[:args.inference_gaps], args)
+    if args.disentanglement:
+        from tfvae.apps import _disentanglement
+        with _cli.user_errors("--disentanglement: "):
+            numbers["disentanglement"] = _disentanglement.scores(
+                model, dataset, args.seed, quick=args.disentanglement == "quick")
+        print(_disentanglement.summary_line(numbers["disentanglement"]), flush=True)
     path = os.path.join(out_dir, "evaluation.json")
     with _cli.user_errors(f"cannot write the results to --out {out_dir!r}: "):
-        write_outputs(model, x, labels, means, recon, numbers, out_dir, args.seed)
+        write_outputs(model, x, labels, means, recon, numbers, out_dir, args.seed,
+                      label_names=_train_data.LABEL_NAMES.get(dataset))
     neg_elbo = numbers.get("neg_elbo")
     print((f"NLL {numbers['nll']:.2f} nats ({numbers['bits_per_dim']:.4f} bits/dim), an "
            "importance-sampling estimate" if "nll" in numbers else
