@@ -285,7 +285,9 @@ def _evaluate(args, out_dir):
     neg_elbo = numbers.get("neg_elbo")
     print((f"NLL {numbers['nll']:.2f} nats ({numbers['bits_per_dim']:.4f} bits/dim), an "
            "importance-sampling estimate" if "nll" in numbers else
-           "NLL: not estimated (the posterior is a point mass: no importance distribution)")
+           ("NLL: not estimated (the model has no density on pixels)" if getattr(
+               model, "log_likelihood_unavailable", None) else "NLL: not estimated (the "
+            "posterior is a point mass: no importance distribution)"))
           + (f", -ELBO {neg_elbo:.2f}" if neg_elbo is not None else "")
           + (f", KL {numbers['kl']:.2f}" if "kl" in numbers else "")
           + f", active units {numbers['active_units']}/{numbers['latent_dim']}")
