@@ -32,6 +32,9 @@ CONTENDERS = {
     "keras3": [os.path.join(HERE, "baselines", "keras3_vae.py")],
     "tfvae_diag_xla": [os.path.join(HERE, "protocol.py"), "--posterior", "diagonal", "--jit"],
     "tfvae_full": [os.path.join(HERE, "protocol.py"), "--posterior", "full_covariance"],
+    # a plain compile(optimizer=Adam(1e-3)) and fit: the library's defaults
+    "tfvae_full_plain": [os.path.join(HERE, "protocol.py"), "--posterior", "full_covariance",
+                         "--plain"],
     "tfvae_diag": [os.path.join(HERE, "protocol.py"), "--posterior", "diagonal"],
 }
 BASELINES = {"tfp_layers": "TFP layers", "keras3": "Keras 3"}
