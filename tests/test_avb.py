@@ -499,3 +499,25 @@ def test_bad_posterior_settings_raise_clear_errors():
     head = POSTERIORS.get("implicit")(3)
     with pytest.raises(ValueError, match=r"`eps` must have shape \[S, B, 3\]"):
         head(_features()).transform(tf.zeros([2, 5, 4]))
+
+
+def test_train_app_summary_reports_the_importance_sampled_log_likelihood(synthetic_batch):
+    """The train app's closing lines for AVB: the critic's ELBO labelled as an estimate, not
+    a bound, and log p(x) by importance sampling, equal to tfvae.evaluation's for the same
+    images, k and seed."""
+    from types import SimpleNamespace
+    from tfvae.apps import _train_report as report
+    model = _small_avb()
+    x = synthetic_batch.numpy()[:8]
+    result = SimpleNamespace(
+        metrics={"elbo": -500.0, "kl": 3.0}, run_name="r", iterations=1, model=model,
+        data=SimpleNamespace(image_shape=x.shape[1:], binarize="static", test_images=x),
+        epoch_seconds=[], run_dir="d", manager=SimpleNamespace(directory="c"),
+        export_path=None)
+    text = report.summary(SimpleNamespace(logdir="l", batch_size=8), result)
+    assert "Test ELBO estimate (the critic's, not a bound" in text
+    expected = tfvae.evaluation.log_likelihood(model, x, num_samples=report.CLOSING_NLL_SAMPLES,
+                                               seed=0).numpy().mean()
+    assert f"Test log p(x) by importance sampling (k={report.CLOSING_NLL_SAMPLES}, first 8 " \
+           f"test images; a stochastic lower bound" in text
+    assert f"{expected:.2f} ±" in text
