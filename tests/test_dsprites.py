@@ -172,3 +172,70 @@ def test_prepared_tfds_dsprites_is_used_in_release_order(tmp_path, monkeypatch):
     expected[:, 0, 0] = 1
     np.testing.assert_array_equal(np.unpackbits(packed, axis=-1), expected)
     assert not (tmp_path / "cache").exists()  # nothing rendered, nothing cached
+
+
+@pytest.fixture
+def small_grid(monkeypatch):
+    """A 2048-image stand-in for the 737,280-image grid: its first images, packed as the
+    real cache is, and 64 of them as the test split."""
+    packed = dsprites.render_all_packed(2048)
+    test_images = np.unpackbits(packed[:64], axis=-1)[..., None] * np.uint8(255)
+    monkeypatch.setattr(dsprites, "load_packed", lambda data_dir=None: packed)
+    monkeypatch.setattr(dsprites, "split_indices", lambda split: np.arange(2048))
+    real_load = data.load_arrays
+    monkeypatch.setattr(data, "load_arrays", lambda name, split, **kw: (
+        (test_images, np.zeros(64, np.int64)) if name == "dsprites" else
+        real_load(name, split, **kw)))
+    return packed
+
+
+def test_the_train_app_keeps_dsprites_packed_and_unpacks_each_batch(small_grid):
+    # The app holds the images packed and feeds exactly the unpacked pixels.
+    from tfvae._tf import tf
+    from tfvae.apps import train as train_app
+    from tfvae.apps._train_data import Data
+    packed = small_grid
+    cfg, recipe, _ = train_app.parse(["--config", "apps/dsprites_vae.toml", "--batch-size",
+                                      "32", "--validation-split", "100", "--seed", "4"])
+    run = Data(cfg, recipe.default("likelihood"))
+    assert run.image_shape == (64, 64, 1) and run._train.shape == (1948, 64, 8)  # noqa: SLF001
+    assert run._train.dtype == tf.uint8  # noqa: SLF001
+    rows = run._train.numpy()  # noqa: SLF001
+    batch = next(iter(run.epoch(0))).numpy()
+    order = tf.argsort(tf.random.stateless_uniform([1948], seed=[4, 0])).numpy()[:32]
+    np.testing.assert_array_equal(batch, np.unpackbits(rows[order], axis=-1)[..., None])
+    unpacked = np.unpackbits(packed, axis=-1)
+    held = run.validation_images[..., 0]
+    assert held.shape == (100, 64, 64) and set(np.unique(held)) <= {0.0, 1.0}
+    assert all(any(np.array_equal(h, u) for u in unpacked) for h in held[:5])
+
+
+@pytest.mark.slow
+def test_a_dsprites_run_ends_with_disentanglement_scores_in_tensorboard(small_grid, tmp_path,
+                                                                        monkeypatch):
+    import json
+
+    from tfvae._tf import tf
+    from tfvae.apps import _disentanglement
+    from tfvae.apps import train as train_app
+    monkeypatch.setattr(_disentanglement, "QUICK", {
+        "mig": {"num_points": 300}, "factor_vae_score": {"num_train": 40, "num_eval": 20,
+                                                         "batch_size": 16},
+        "dci": {"num_train": 200, "num_test": 100}, "sap": {"num_train": 200, "num_test": 100},
+        "mig_chen": {"num_points": 600, "num_samples": 100}})
+    assert train_app.main(["--config", "apps/dsprites_vae.toml", "--epochs", "1",
+                           "--steps-per-epoch", "2", "--batch-size", "16", "--validation-split",
+                           "64", "--no-jit", "--verbose", "0", "--export-iwae-samples", "2",
+                           "--logdir", str(tmp_path / "runs"), "--export-dir",
+                           str(tmp_path / "saved"), "--run-name", "d"]) == 0
+    meta = json.loads((tmp_path / "saved" / "d" / "metadata.json").read_text())
+    scores = meta["metrics"]["disentanglement"]["scores"]
+    assert {"mig", "factor_vae_score", "dci_disentanglement", "sap"} <= set(scores)
+    tags = {}
+    events = tmp_path / "runs" / "d" / "validation"
+    for name in os.listdir(events):
+        for event in tf.compat.v1.train.summary_iterator(str(events / name)):
+            for v in event.summary.value:
+                if v.tag.startswith("6_disentanglement/"):
+                    tags[v.tag] = float(tf.make_ndarray(v.tensor))
+    assert tags["6_disentanglement/mig"] == pytest.approx(scores["mig"])

@@ -22,7 +22,7 @@ import tomllib
 _NOT_IDENTITY = ("epochs", "run_name", "logdir", "export_dir", "tensorboard", "tensorboard_port",
                  "fresh", "verbose", "jit", "steps_per_execution", "checkpoint_every_steps",
                  "keep_checkpoints", "export", "export_iwae_samples", "test_limit", "dry_run",
-                 "strategy", "devices")
+                 "strategy", "devices", "disentanglement")
 
 BINARIZE = ("static", "dynamic", "none")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
@@ -57,7 +57,7 @@ class TrainConfig:
         "the Bernoulli decoder (its likelihood is only a density on {0,1}), none otherwise",
         choices=BINARIZE)
     limit: int | None = _field(None, "train on the first N training images only", kind=int)
-    test_limit: int | None = _field(None, "validate and test on the first N test images only",
+    test_limit: int | None = _field(None, "test on the first N test images only",
                                     kind=int)
     # -- optimization
     epochs: int = _field(10, "total epochs (a resumed run trains only the missing ones)",
@@ -99,6 +99,11 @@ class TrainConfig:
                            choices=STRATEGIES)
     devices: int | None = _field(None, "replicas of --strategy mirrored: the first N GPUs, "
                                  "or N logical devices of a CPU-only host", kind=int)
+    disentanglement: str = _field(
+        "quick", "on a dataset with ground-truth factors (dsprites), score disentanglement "
+        "at the end of the run (MIG, FactorVAE score, DCI, SAP; TensorBoard and "
+        "metadata.json): quick (reduced sample sizes, minutes), full (disentanglement_lib's, "
+        "~25 min on 2 cores) or off", choices=("off", "quick", "full"))
     # -- outputs
     run_name: str | None = _field(
         None, "run directory name under --logdir and --export-dir (default: derived from "
@@ -154,6 +159,9 @@ class TrainConfig:
         _check_int("early_stopping", self.early_stopping, minimum=0)
         if self.validation_split is not None:
             _check_int("validation_split", self.validation_split, minimum=0)
+        if self.disentanglement not in ("off", "quick", "full"):
+            raise ConfigError(f"`--disentanglement` must be one of ['off', 'quick', 'full']; "
+                              f"got {self.disentanglement!r}.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"`--lr-schedule` must be one of {list(LR_SCHEDULES)}; got "
                               f"{self.lr_schedule!r}.")

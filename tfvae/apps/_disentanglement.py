@@ -61,3 +61,20 @@ def summary_line(result):
               f"DCI disentanglement {s['dci_disentanglement']:.3f}", f"SAP {s['sap']:.3f}"]
     return "disentanglement: " + ", ".join(parts) + f" ({result['sample_sizes'].split(':')[0]}" \
         " sample sizes; estimates)"
+
+
+def end_of_run(cfg, model, writer, step, out):
+    """The train app's last step on a dataset with factors: `cfg.disentanglement` scores
+    ("quick" or "full"; None when off or the dataset has none), written to TensorBoard as
+    `6_disentanglement/<name>` at `step` and returned for metadata.json."""
+    from tfvae._tf import tf  # noqa: PLC0415
+    from tfvae.evaluation.ground_truth import DATASETS_WITH_FACTORS  # noqa: PLC0415
+    if cfg.disentanglement == "off" or cfg.dataset not in DATASETS_WITH_FACTORS:
+        return None
+    result = scores(model, cfg.dataset, seed=cfg.seed, quick=cfg.disentanglement == "quick")
+    with writer.as_default(step=step):
+        for name, value in result["scores"].items():
+            tf.summary.scalar(f"6_disentanglement/{name}", value, step=step)
+    writer.flush()
+    out(summary_line(result))
+    return result

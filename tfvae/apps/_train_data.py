@@ -58,7 +58,7 @@ class Data:
         self.binarize = cfg.resolved_binarize(likelihood)
         try:
             with _cli.user_errors():
-                train_x, train_y = tfvae.data.load_arrays(cfg.dataset, "train")
+                train_x, train_y = self._load_train(cfg.dataset)
                 test_x, test_y = tfvae.data.load_arrays(cfg.dataset, "test")
         except _cli.UsageError as e:
             if isinstance(e.__cause__, tfvae.data.DatasetNotFoundError):
@@ -71,13 +71,13 @@ class Data:
             held = np.zeros(len(train_x), bool)
             held[np.random.default_rng([cfg.seed, 1]).permutation(len(train_x))[
                 :self.num_validation]] = True
-            val_x, val_y = train_x[held], train_y[held]
+            val_x, val_y = self._unpacked(train_x[held]), train_y[held]
             train_x = train_x[~held]
         if cfg.limit is not None:
             train_x = train_x[:cfg.limit]
         if cfg.test_limit is not None:
             test_x, test_y = test_x[:cfg.test_limit], test_y[:cfg.test_limit]
-        self.image_shape = tuple(int(s) for s in train_x.shape[1:])
+        self.image_shape = tuple(int(s) for s in test_x.shape[1:])
         self.num_train = len(train_x)
         self.batches = math.ceil(self.num_train / cfg.batch_size)
         self.steps_per_epoch = min(cfg.steps_per_epoch or self.batches, self.batches)
@@ -96,6 +96,22 @@ class Data:
     def _batched(self, images):
         return tf.data.Dataset.from_tensor_slices(images).batch(self.cfg.batch_size) \
             .prefetch(tf.data.AUTOTUNE)
+
+    def _load_train(self, name):
+        """uint8 training images and labels; dSprites' stay bit-packed ([N, 64, 8], 377 MB
+        instead of 3 GB) and are unpacked per batch."""
+        self.packed = name == "dsprites"
+        if not self.packed:
+            return tfvae.data.load_arrays(name, "train")
+        from tfvae import dsprites  # noqa: PLC0415
+        indices = dsprites.split_indices("train")
+        return dsprites.load_packed()[indices], dsprites.latents_classes(indices)[:, 1]
+
+    def _unpacked(self, images):
+        """uint8 [N, H, W, 1] in {0, 255} of packed dSprites rows; others as they are."""
+        if not self.packed:
+            return images
+        return np.unpackbits(images, axis=-1)[..., None] * np.uint8(255)
 
     def _to_float_np(self, images):
         x = images.astype(np.float32) / 255.0
@@ -117,8 +133,15 @@ class Data:
             .take(self.steps_per_epoch).skip(skip)
         binarize, seed = self.binarize, cfg.seed
 
+        packed = self.packed
+        bits = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
+
         def convert(index, images):
             key = tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_000 + index])
+            if packed:  # [B, 64, 8] bytes -> [B, 64, 64, 1] in {0, 255}
+                images = tf.bitwise.bitwise_and(tf.bitwise.right_shift(images[..., None], bits),
+                                                1) * 255
+                images = tf.reshape(images, [-1, 64, 64, 1])
             return tfvae.data.to_float(images, binarize, key=key)
         return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -56,6 +56,7 @@ from tfvae.apps._train_args import PROG, build_parser, check_model_size, parse  
 from tfvae.apps._run_dir import (RUN_FILE, default_run_name, load_run,  # noqa: F401
                                  prepare_run_dir, remove_partial_checkpoints, run_identity)
 from tfvae.apps import _train_controls as _controls
+from tfvae.apps import _disentanglement
 from tfvae.apps._train_data import Data
 from tfvae.apps._train_report import EpochTimer, summary  # noqa: F401  (public)
 from tfvae.apps import tensorboard as tensorboard_app
@@ -237,6 +238,12 @@ def train(cfg, recipe, args=None, out=print):
             "metrics": {"test": metrics, "epochs": int(epoch_var.numpy()),
                         "optimizer_steps": int(model.optimizer.iterations.numpy())},
             "run_dir": os.path.abspath(run_dir)}
+    if chief:  # on a dataset with factors: the disentanglement scores, in TensorBoard too
+        with _cli.user_errors("cannot score disentanglement: "):
+            scores = _disentanglement.end_of_run(cfg, model, context.writer("validation"),
+                                                 int(epoch_var.numpy()), out)
+        if scores is not None:
+            meta["metrics"]["disentanglement"] = scores
     module = None
     _strategy.remove_write_dir(write_dir, run_dir)
     if cfg.export and chief:  # the single-device model a default-strategy run exports
