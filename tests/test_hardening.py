@@ -545,3 +545,11 @@ def test_every_app_has_its_console_script():
         assert module == f"tfvae.apps.{script[len('tfvae-'):]}"
         module = importlib.import_module(module)
         assert callable(getattr(module, func)) and module.PROG == script
+
+
+def test_decode_refuses_non_finite_latents():
+    model = tfvae.VAE(latent_dim=2, hidden_units=(8,), posterior="diagonal", seed=0)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="`z` contains NaN or Inf"):
+            model.decode(np.array([[0.0, bad]], np.float32))
+    assert model.decode(np.zeros((1, 2), np.float32)).mean().shape == (1, 28, 28, 1)

@@ -162,6 +162,8 @@ class VAE(TrainStep, tfk.Model):
         if z.shape.rank is not None and (z.shape.rank < 1 or z.shape[-1] not in (None,
                                                                                 self.latent_dim)):
             raise ValueError(f"`z` must have shape [..., {self.latent_dim}]; got {z.shape}.")
+        if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(z))):
+            raise ValueError("`z` contains NaN or Inf; decode finite latents.")
         batch_shape = tf.shape(z)[:-1]
         params = self.decoder(tf.reshape(z, [-1, self.latent_dim]), training=training)
         params = tf.reshape(params, tf.concat([batch_shape, tf.shape(params)[1:]], 0))
