@@ -14,7 +14,8 @@ data         the run's data loaded (Data constructed)
 first_step   after the first compiled train call (tracing and compiling included)
 end          after training, the final evaluation and the export
 ```
-plus the training images/s of the run (median epoch after the first).
+plus the training images/s of the run (images of an epoch over the median epoch time after
+the first; the train app's EpochTimer stops at the epoch's validation).
 """
 
 import argparse
@@ -74,7 +75,8 @@ def main(argv=None):
     times = result.epoch_seconds
     steady = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else times[0]
     report(contender="tfvae_train_app", argv=extra, epochs=args.epochs,
-           train_images_per_s=result.data.num_train / steady,
+           train_images_per_s=min(result.data.num_train,
+                                  result.data.steps_per_epoch * cfg.batch_size) / steady,
            rss_mb={k: v[0] for k, v in phases.items()},
            peak_rss_by_phase_mb={k: v[1] for k, v in phases.items()})
 
