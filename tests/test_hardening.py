@@ -506,6 +506,10 @@ def test_dry_run_refuses_what_the_real_run_refuses_and_names_the_run(tmp_path, c
     assert train_app.main(TINY + dirs + ["--dry-run"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["binarize"] == "static" and shown["run_name"] is not None
+    assert shown["validation_split"] == 204  # resolved: a tenth of synthetic's 2048
+    one_line_error(capsys, train_app.main, TINY + dirs + ["--dry-run", "--validation-split",
+                                                          "2048"],
+                   "tfvae-train", "holds out every one of the 2048 training images")
     assert files_under(tmp_path) == []
     assert train_app.main(TINY + dirs + ["--no-export"]) == 0
     assert os.listdir(tmp_path / "runs") == [shown["run_name"]]  # the name the real run took

@@ -57,7 +57,7 @@ from tfvae.apps._run_dir import (RUN_FILE, default_run_name, load_run,  # noqa: 
                                  prepare_run_dir, remove_partial_checkpoints, run_identity)
 from tfvae.apps import _train_controls as _controls
 from tfvae.apps import _disentanglement
-from tfvae.apps._train_data import Data
+from tfvae.apps._train_data import Data, validation_size
 from tfvae.apps._train_report import EpochTimer, summary  # noqa: F401  (public)
 from tfvae.apps import tensorboard as tensorboard_app
 
@@ -262,8 +262,11 @@ def train(cfg, recipe, args=None, out=print):
                   iterations=int(model.optimizer.iterations.numpy()), manager=manager)
 
 
-#: image shapes of the datasets whose images are not 28x28x1, for --dry-run (no data loaded)
+#: image shapes of the datasets whose images are not 28x28x1, and training-split sizes, for
+#: --dry-run (no data loaded)
 DRY_RUN_SHAPES = {"dsprites": (64, 64, 1)}
+DRY_RUN_SIZES = {"fashion_mnist": 60000, "mnist": 60000, "synthetic": 2048,
+                 "dsprites": 737280}
 
 
 def dry_run(cfg, recipe):
@@ -274,14 +277,16 @@ def dry_run(cfg, recipe):
     import types  # noqa: PLC0415
     shape = DRY_RUN_SHAPES.get(cfg.dataset, (28, 28, 1))
     binarize = cfg.resolved_binarize(recipe.default("likelihood"))
+    total = DRY_RUN_SIZES.get(cfg.dataset, 60000)
+    held = validation_size(cfg, total)
     stand_in = types.SimpleNamespace(  # what build_model and run_identity read of Data
-        image_shape=shape, num_train=cfg.limit or 60000, binarize=binarize,
+        image_shape=shape, num_train=min(cfg.limit or total, total - held), binarize=binarize,
         test_images=np.zeros((2, *shape), np.float32))
     model = build_model(cfg, recipe, stand_in)
     identity = run_identity(cfg, recipe, stand_in)
     run_name = cfg.run_name or default_run_name(cfg, recipe, model, identity)
     return {**cfg.to_dict(), "binarize": binarize or "none", "run_name": run_name,
-            **recipe.to_dict()}
+            "validation_split": held, **recipe.to_dict()}
 
 
 def _main(argv):
