@@ -175,7 +175,7 @@ def test_prepared_tfds_dsprites_is_used_in_release_order(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def small_grid(monkeypatch):
+def packed_stand_in(monkeypatch):
     """A 2048-image stand-in for the 737,280-image grid: its first images, packed as the
     real cache is, and 64 of them as the test split."""
     packed = dsprites.render_all_packed(2048)
@@ -189,12 +189,12 @@ def small_grid(monkeypatch):
     return packed
 
 
-def test_the_train_app_keeps_dsprites_packed_and_unpacks_each_batch(small_grid):
+def test_the_train_app_keeps_dsprites_packed_and_unpacks_each_batch(packed_stand_in):
     # The app holds the images packed and feeds exactly the unpacked pixels.
     from tfvae._tf import tf
     from tfvae.apps import train as train_app
     from tfvae.apps._train_data import Data
-    packed = small_grid
+    packed = packed_stand_in
     cfg, recipe, _ = train_app.parse(["--config", "apps/dsprites_vae.toml", "--batch-size",
                                       "32", "--validation-split", "100", "--seed", "4"])
     run = Data(cfg, recipe.default("likelihood"))
@@ -211,7 +211,7 @@ def test_the_train_app_keeps_dsprites_packed_and_unpacks_each_batch(small_grid):
 
 
 @pytest.mark.slow
-def test_a_dsprites_run_ends_with_disentanglement_scores_in_tensorboard(small_grid, tmp_path,
+def test_a_dsprites_run_ends_with_disentanglement_scores_in_tensorboard(packed_stand_in, tmp_path,
                                                                         monkeypatch):
     import json
 

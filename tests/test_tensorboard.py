@@ -119,7 +119,7 @@ def test_train_app_serves_its_runs_on_loopback(tmp_path):
         assert _poll(base + "/data/plugin/projector/runs", lambda r: r == ["served"]) == [
             "served"]
         info = _get_json(base + "/data/plugin/projector/info?run=served")
-        assert info["embeddings"][0]["tensorShape"] == [64, 2]  # test latents, with labels
+        assert info["embeddings"][0]["tensorShape"] == [204, 2]  # validation latents, labelled
         assert info["embeddings"][0]["metadataPath"] == "projector/metadata.tsv"
         request = urllib.request.Request(
             base + "/data/plugin/hparams/experiment", method="POST",

@@ -352,7 +352,7 @@ def test_training_controls_resume_to_the_uninterrupted_run(tmp_path, interrupt_a
 @pytest.mark.parametrize("schedule", ["constant", "cosine", "warmup_cosine"])
 def test_learning_rate_schedules_follow_their_closed_forms(schedule):
     from tfvae.apps import _train_controls  # noqa: PLC0415
-    cfg = config_lib.TrainConfig(learning_rate=0.02, lr_schedule=schedule, warmup_steps=10,
+    cfg = config_lib.TrainConfig(learning_rate=0.02, lr_schedule=schedule, lr_warmup_steps=10,
                                  clipnorm=2.0).validate()
     optimizer = _train_controls.optimizer(cfg, total_steps=110)
     assert optimizer.global_clipnorm == 2.0

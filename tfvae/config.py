@@ -67,8 +67,9 @@ class TrainConfig:
     lr_schedule: str = _field(
         "constant", "learning-rate schedule over the run's optimizer steps: constant; cosine "
         "(decays to 0 at the last step of --epochs); warmup_cosine (linear from 0 over "
-        "--warmup-steps, then cosine)", choices=LR_SCHEDULES)
-    warmup_steps: int = _field(1000, "warm-up steps of --lr-schedule warmup_cosine", kind=int)
+        "--lr-warmup-steps, then cosine)", choices=LR_SCHEDULES)
+    lr_warmup_steps: int = _field(1000, "warm-up steps of --lr-schedule warmup_cosine",
+                                  kind=int)
     clipnorm: float | None = _field(
         None, "clip the model's gradient to this global norm (all variables together; "
         "default: no clipping)", kind=float)
@@ -155,7 +156,7 @@ class TrainConfig:
             if getattr(self, key) is not None:
                 _check_int(key, getattr(self, key), minimum=1)
         _check_int("seed", self.seed, minimum=0)
-        _check_int("warmup_steps", self.warmup_steps, minimum=0)
+        _check_int("lr_warmup_steps", self.lr_warmup_steps, minimum=0)
         _check_int("early_stopping", self.early_stopping, minimum=0)
         if self.validation_split is not None:
             _check_int("validation_split", self.validation_split, minimum=0)

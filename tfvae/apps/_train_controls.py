@@ -13,7 +13,7 @@ def learning_rate(cfg, total_steps):
         return cfg.learning_rate
     if cfg.lr_schedule == "cosine":
         return tfk.optimizers.schedules.CosineDecay(cfg.learning_rate, max(total_steps, 1))
-    warmup = min(cfg.warmup_steps, total_steps)
+    warmup = min(cfg.lr_warmup_steps, total_steps)
     return tfk.optimizers.schedules.CosineDecay(
         0.0, max(total_steps - warmup, 1), warmup_target=cfg.learning_rate,
         warmup_steps=warmup)
