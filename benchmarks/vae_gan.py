@@ -55,7 +55,7 @@ def build(name, seed):
 
 def measure(name, args, x_train, y_train, x_test, y_test, judge):
     model, lr = build(name, args.seed)
-    model.compile(optimizer=tfk.optimizers.Adam(lr), steps_per_execution=16)
+    model.compile(optimizer=tfk.optimizers.Adam(lr), steps_per_execution=16, jit_compile=False)
     timer = common.epoch_timer(tfk.callbacks.Callback)
     data = tf.data.Dataset.from_tensor_slices(x_train).shuffle(
         len(x_train), seed=args.seed, reshuffle_each_iteration=True).batch(64)
