@@ -253,12 +253,10 @@ def load(split="train", batch_size=128, with_labels=False, with_factors=False, s
                                   for n in FACTOR_NAMES]), tf.float32)  # [5, 40]
     shuffle = (split == "train") if shuffle is None else shuffle
     num = len(indices)
-    bits = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
 
     def convert(_, batch):
         packed_x, c = batch
-        x = tf.bitwise.bitwise_and(tf.bitwise.right_shift(packed_x[..., None], bits), 1)
-        x = tf.cast(tf.reshape(x, [-1, IMAGE_SIZE, IMAGE_SIZE, 1]), tf.float32)
+        x = tf.cast(unpack(packed_x), tf.float32)
         if with_factors:
             values = tf.transpose(tf.gather(table, tf.transpose(c), batch_dims=1))
             return x, {"classes": c, "values": values}
@@ -276,6 +274,14 @@ def load(split="train", batch_size=128, with_labels=False, with_factors=False, s
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     return keys.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(
         data._num_batches(num, batch_size, drop_remainder))).prefetch(tf.data.AUTOTUNE)
+
+
+def unpack(packed):
+    """uint8 [B, 64, 8] packed rows (MSB first) -> uint8 [B, 64, 64, 1] in {0, 1}, in-graph."""
+    from tfvae._tf import tf
+    bits = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
+    x = tf.bitwise.bitwise_and(tf.bitwise.right_shift(packed[..., None], bits), 1)
+    return tf.reshape(x, [-1, IMAGE_SIZE, IMAGE_SIZE, 1])
 
 
 class DSprites(GroundTruthData):

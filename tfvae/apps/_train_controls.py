@@ -30,8 +30,7 @@ def early_stopping(cfg, model):
     Make the state inside the strategy's scope and put it in the run's checkpoint."""
     if not cfg.early_stopping:
         return None, None
-    monitor = "val_elbo" if "elbo" in model.metric_names() and (
-        model.has_density or any(t.estimates_rate for t in model.terms)) else "val_loss"
+    monitor = "val_elbo" if getattr(model, "reports_elbo", False) else "val_loss"
     state = EarlyStoppingState(model)
     return state, EarlyStopping(state, cfg.early_stopping, monitor=monitor)
 

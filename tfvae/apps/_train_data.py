@@ -131,17 +131,13 @@ class Data:
             [self.num_train], seed=tf.stack([tf.constant(cfg.seed, tf.int64), epoch])))
         ds = tfvae.data.ordered_batches(self._train, order, self.num_train, cfg.batch_size) \
             .take(self.steps_per_epoch).skip(skip)
-        binarize, seed = self.binarize, cfg.seed
-
-        packed = self.packed
-        bits = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
+        binarize, seed, packed = self.binarize, cfg.seed, self.packed
 
         def convert(index, images):
             key = tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_000 + index])
             if packed:  # [B, 64, 8] bytes -> [B, 64, 64, 1] in {0, 255}
-                images = tf.bitwise.bitwise_and(tf.bitwise.right_shift(images[..., None], bits),
-                                                1) * 255
-                images = tf.reshape(images, [-1, 64, 64, 1])
+                from tfvae import dsprites  # noqa: PLC0415
+                images = dsprites.unpack(images) * 255
             return tfvae.data.to_float(images, binarize, key=key)
         return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 

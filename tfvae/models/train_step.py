@@ -51,10 +51,16 @@ class TrainStep:
             values.update({f"{term.name}_{k}": v for k, v in term.metrics(fwd).items()})
         values["loss"] = loss
         values["reconstruction"] = tf.reduce_mean(fwd.distortion)
-        if self.has_density or any(t.estimates_rate for t in self.terms):
+        if self.reports_elbo:
             values["kl"] = tf.reduce_mean(self._rate(fwd))
             values["elbo"] = -(values["reconstruction"] + values["kl"])
         return values
+
+    @property
+    def reports_elbo(self):
+        """Whether the step reports `kl` and `elbo`: the posterior has a density, or a term
+        estimates the rate."""
+        return self.has_density or any(t.estimates_rate for t in self.terms)
 
     def critic_variables(self):
         """Variables owned by the terms' critics; they move only by their own optimizers."""
