@@ -43,8 +43,6 @@ import shutil
 import sys
 import time
 
-import numpy as np
-
 import tfvae  # noqa: F401  (registers every model, posterior, likelihood and callback)
 from tfvae import callbacks as callbacks_lib
 from tfvae import export
@@ -57,7 +55,8 @@ from tfvae.apps._run_dir import (RUN_FILE, default_run_name, load_run,  # noqa: 
                                  prepare_run_dir, remove_partial_checkpoints, run_identity)
 from tfvae.apps import _train_controls as _controls
 from tfvae.apps import _disentanglement
-from tfvae.apps._train_data import Data, validation_size
+from tfvae.apps._build import build_model, dry_run  # noqa: F401  (public)
+from tfvae.apps._train_data import Data
 from tfvae.apps._train_report import EpochTimer, summary  # noqa: F401  (public)
 from tfvae.apps import tensorboard as tensorboard_app
 
@@ -66,26 +65,6 @@ SUMMARY_IMAGES = 1000
 
 
 # ---------------------------------------------------------------------------- training
-
-def build_model(cfg, recipe, data):
-    """The untrained model for `data`; UsageError for arguments a constructor refuses and
-    for combinations that cannot compute their loss (a trial on two images, with a fixed
-    seed, so the model's random stream is untouched)."""
-    check_model_size(recipe, data.image_shape, min(cfg.batch_size, data.num_train))
-    where = f"cannot build model {recipe.name!r}: "
-    with _cli.user_errors(where):
-        try:
-            model = recipe.build(data.image_shape, cfg.seed, dataset_size=data.num_train)
-        except MemoryError as e:
-            raise _cli.UsageError(f"{where}it needs more memory than this machine has "
-                                  f"({_cli.one_line(e)}); use a smaller model.") from None
-    x = data.test_images[:2]
-    try:
-        model.compute_losses(x, seed=0)
-    except (ValueError, TypeError, NotImplementedError) as e:
-        raise _cli.UsageError(f"{where}{_cli.one_line(e)}") from None
-    return model
-
 
 class Result:
     """What `train` returns: the model, its export module, paths and metrics."""
@@ -260,33 +239,6 @@ def train(cfg, recipe, args=None, out=print):
                   export_path=export_path, metrics=metrics, url=url, data=data,
                   epoch_seconds=timer.seconds, train_seconds=train_seconds,
                   iterations=int(model.optimizer.iterations.numpy()), manager=manager)
-
-
-#: image shapes of the datasets whose images are not 28x28x1, and training-split sizes, for
-#: --dry-run (no data loaded)
-DRY_RUN_SHAPES = {"dsprites": (64, 64, 1)}
-DRY_RUN_SIZES = {"fashion_mnist": 60000, "mnist": 60000, "synthetic": 2048,
-                 "dsprites": 737280}
-
-
-def dry_run(cfg, recipe):
-    """The resolved settings, validated as a real run validates them but without loading data
-    or writing: the memory estimate, the model built for the dataset's image shape and a
-    trial loss on two blank images. Returns what --dry-run prints (the run name and the
-    binarization resolved, not null)."""
-    import types  # noqa: PLC0415
-    shape = DRY_RUN_SHAPES.get(cfg.dataset, (28, 28, 1))
-    binarize = cfg.resolved_binarize(recipe.default("likelihood"))
-    total = DRY_RUN_SIZES.get(cfg.dataset, 60000)
-    held = validation_size(cfg, total)
-    stand_in = types.SimpleNamespace(  # what build_model and run_identity read of Data
-        image_shape=shape, num_train=min(cfg.limit or total, total - held), binarize=binarize,
-        test_images=np.zeros((2, *shape), np.float32))
-    model = build_model(cfg, recipe, stand_in)
-    identity = run_identity(cfg, recipe, stand_in)
-    run_name = cfg.run_name or default_run_name(cfg, recipe, model, identity)
-    return {**cfg.to_dict(), "binarize": binarize or "none", "run_name": run_name,
-            "validation_split": held, **recipe.to_dict()}
 
 
 def _main(argv):
