@@ -118,7 +118,9 @@ def test_train_app_serves_its_runs_on_loopback(tmp_path):
         # logdir): wait for it rather than race it.
         assert _poll(base + "/data/plugin/projector/runs", lambda r: r == ["served"]) == [
             "served"]
-        info = _get_json(base + "/data/plugin/projector/info?run=served")
+        # The plugin fills in the tensor's shape once it has read the file: poll for it.
+        info = _poll(base + "/data/plugin/projector/info?run=served",
+                     lambda i: "tensorShape" in (i.get("embeddings") or [{}])[0])
         assert info["embeddings"][0]["tensorShape"] == [204, 2]  # validation latents, labelled
         assert info["embeddings"][0]["metadataPath"] == "projector/metadata.tsv"
         request = urllib.request.Request(
