@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-fast clean
+.PHONY: install train test test-fast flags clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 # Skip the convergence and end-to-end tests marked slow.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# After changing a component's signature: the train app's flag snapshot (--help without
+# importing TensorFlow); tests/test_fast_start.py checks it is current.
+flags: $(STAMP)
+	$(PY) -m tfvae.apps._train_args
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -16,8 +16,7 @@ Schedules (`tfvae.schedules.LinearSchedule`) are specs too: {"schedule": "linear
 """
 
 import inspect
-
-from tfvae import schedules
+import sys
 
 #: constructor arguments that are wiring, not hyperparameters: never in specs or flags.
 WIRING = frozenset({"self", "name", "validate_args", "kwargs", "args", "dtype", "trainable",
@@ -79,7 +78,8 @@ def argument_help(cls):
 
 def to_spec(value):
     """A constructor argument as plain data (tuples as lists, schedules as dicts)."""
-    if isinstance(value, schedules.LinearSchedule):
+    schedules = sys.modules.get("tfvae.schedules")  # a schedule exists only if it is imported
+    if schedules is not None and isinstance(value, schedules.LinearSchedule):
         return {"schedule": "linear", **value.get_config()}
     if isinstance(value, (list, tuple)):
         return [to_spec(v) for v in value]
@@ -94,6 +94,7 @@ def from_spec_value(value):
     """The inverse of `to_spec` for values: schedule dicts become schedules."""
     if isinstance(value, dict) and "schedule" in value:
         value = dict(value)
+        from tfvae import schedules  # noqa: PLC0415  (imports TensorFlow)
         kind = value.pop("schedule")
         if kind != "linear":
             raise ValueError(f"Unknown schedule {kind!r}; expected 'linear' (keys start, end, "

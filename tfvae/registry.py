@@ -7,6 +7,26 @@ name or a {"name": ..., **arguments} spec (see `tfvae.components`).
 
 import difflib
 
+#: "no", "loading" or "yes": whether the built-in components are registered yet
+_builtins = "no"
+
+
+def _load_builtins():
+    """Imports the built-in components once, the first time any registry is asked for a
+    name (`import tfvae` is lazy). A module that queries a registry while they load sees
+    the ones registered so far."""
+    global _builtins
+    if _builtins != "no":
+        return
+    _builtins = "loading"
+    try:
+        import tfvae  # noqa: PLC0415
+        tfvae.load_builtins()
+    except BaseException:
+        _builtins = "no"
+        raise
+    _builtins = "yes"
+
 
 class Registry:
     """A name -> class mapping with loud conflicts and helpful misses.
@@ -34,6 +54,7 @@ class Registry:
         self._entries.pop(name, None)
 
     def names(self):
+        _load_builtins()
         return sorted(self._entries)
 
     def get(self, name):
@@ -45,6 +66,7 @@ class Registry:
         """
         if not isinstance(name, str):
             raise TypeError(f"{self.kind} name must be a string; got {type(name).__name__} {name!r}.")
+        _load_builtins()
         if name not in self._entries:
             hint = difflib.get_close_matches(name, self.names(), n=1)
             did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -58,7 +80,14 @@ class Registry:
         return components.build(self, spec, context)
 
     def __contains__(self, name):
+        _load_builtins()
         return name in self._entries
+
+
+def untouched():
+    """True while nothing is registered: no component module, built-in or other, is
+    imported yet (the apps' cold start)."""
+    return not any(reg._entries for reg in ALL)
 
 
 POSTERIORS = Registry("posterior")
@@ -67,3 +96,4 @@ PRIORS = Registry("prior")
 TERMS = Registry("objective term")
 MODELS = Registry("model")
 ARCHITECTURES = Registry("architecture")
+ALL = (POSTERIORS, LIKELIHOODS, PRIORS, TERMS, MODELS, ARCHITECTURES)

@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 
+from tfvae import _native_log
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -50,11 +51,10 @@ def quiet_devices(argv):
     """The apps print no TensorFlow native log line unless `--verbose 2` is given (or the
     user set TF_CPP_MIN_LOG_LEVEL, which is then obeyed): device probing, which logs an
     ERROR line on machines with CUDA libraries and no GPU, runs here under that rule."""
-    from tfvae import _tf  # noqa: PLC0415  (imported already by every app)
     verbose = any(a in ("--verbose=2", "--verbose 2") for a in argv) or any(
         a == "--verbose" and b == "2" for a, b in zip(argv, argv[1:]))
-    if _tf.USER_LOG_LEVEL is None and not verbose:  # else TensorFlow applies the user's
-        _tf.init_devices(3)
+    if _native_log.USER_LOG_LEVEL is None and not verbose:  # else TensorFlow applies the user's
+        _native_log.quiet_device_probe(3)  # when TensorFlow is imported: not for --help
 
 
 def run_main(prog, fn, argv=None):

@@ -33,8 +33,13 @@ def _show(default):
     return str(default)
 
 
-def add(group, name, default, help_text, kind=None, choices=None, dest=None):
-    """Adds the flag for setting `name` to `group` (an argparse parser or group)."""
+#: a flag's kind as plain data (for the snapshot in `tfvae.apps._train_flags`)
+_KINDS = {bool: "bool", list: "list", int: "int", float: "float", str: "str"}
+
+
+def spec(name, default, help_text, kind=None, choices=None, dest=None):
+    """The flag for setting `name` as plain data: {flag, dest, help, kind, choices}, with
+    kind one of bool, list, int, float, str, or value (a TOML literal)."""
     kind = kind or _kind(default)
     if kind is None and name.endswith("_units"):
         kind = list
@@ -44,15 +49,27 @@ def add(group, name, default, help_text, kind=None, choices=None, dest=None):
     if default is not None and default != () and "Default value" not in text \
             and not callable(default) and not isinstance(default, type):
         text += f" (default: {_show(default)})"
-    kwargs = {"dest": dest or name, "default": None, "help": text.replace("%", "%%"),
-              "metavar": name.upper()}
-    if kind is bool:
+    return {"flag": flag_name(name), "dest": dest or name, "help": text,
+            "kind": _KINDS.get(kind, "value"), "choices": list(choices) if choices else None}
+
+
+def add_spec(group, flag):
+    """Adds the flag described by `spec(...)` to `group` (an argparse parser or group)."""
+    kwargs = {"dest": flag["dest"], "default": None, "help": flag["help"].replace("%", "%%")}
+    kind = flag["kind"]
+    if kind == "bool":
         kwargs["action"] = argparse.BooleanOptionalAction
-        del kwargs["metavar"]
-    elif kind is list:
-        kwargs.update(nargs="+", type=parse_value)
     else:
-        kwargs["type"] = kind if kind in (int, float, str) else parse_value
-        if choices:
-            kwargs["choices"] = list(choices)
-    group.add_argument(flag_name(name), **kwargs)
+        kwargs["metavar"] = flag["flag"][2:].replace("-", "_").upper()
+        if kind == "list":
+            kwargs.update(nargs="+", type=parse_value)
+        else:
+            kwargs["type"] = {"int": int, "float": float, "str": str}.get(kind, parse_value)
+            if flag["choices"]:
+                kwargs["choices"] = list(flag["choices"])
+    group.add_argument(flag["flag"], **kwargs)
+
+
+def add(group, name, default, help_text, kind=None, choices=None, dest=None):
+    """Adds the flag for setting `name` to `group` (an argparse parser or group)."""
+    add_spec(group, spec(name, default, help_text, kind, choices, dest))

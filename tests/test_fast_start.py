@@ -1,0 +1,137 @@
+"""`--help` and argument errors answer before TensorFlow is imported (the import alone takes
+seconds), and the lazy package and registries still give every component by name.
+
+Each case runs in a fresh interpreter, as a user's command does, and reports whether
+`tensorflow` is in `sys.modules` when the app has answered.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfvae.apps import _train_args
+from tfvae.apps import _train_flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PROBE = """
+import json, runpy, sys
+sys.argv = [{module!r}] + {argv!r}
+code = 0
+try:
+    runpy.run_module({module!r}, run_name="__main__")
+except SystemExit as e:
+    code = e.code or 0
+sys.stdout.flush()
+print("\\n" + json.dumps({{"code": code, "tensorflow": "tensorflow" in sys.modules}}))
+"""
+
+
+def probe(module, argv, cwd):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(module=module, argv=argv)],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=cwd)
+    assert proc.stdout.strip(), proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc
+
+
+APPS = ["train", "evaluate", "sample", "latent", "tensorboard", "attributes"]
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_help_does_not_import_tensorflow(app, tmp_path):
+    result, proc = probe(f"tfvae.apps.{app}", ["--help"], tmp_path)
+    assert result == {"code": 0, "tensorflow": False}, proc.stderr
+    assert proc.stdout.startswith("usage: tfvae-"), proc.stdout[:200]
+    assert proc.stderr == "", proc.stderr
+
+
+ARGUMENT_ERRORS = [
+    ("train", ["--epochs", "three"], "--epochs"),
+    ("train", ["--no-such-flag"], "unrecognized arguments"),
+    ("train", ["--model", "avb", "--critic-steps", "x"], "--critic-steps"),
+    ("train", ["--posterior", "ful_covariance"], "--posterior"),
+    ("evaluate", ["--num-samples", "many"], "--num-samples"),
+    ("sample", ["--num", "1.5"], "--num"),
+    ("latent", ["--dim", "2"], "required: --model, --out"),
+    ("tensorboard", ["--port", "http"], "--port"),
+    ("attributes", ["--model", "m", "--attribute", "x", "--oops"], "unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize("app,argv,names", ARGUMENT_ERRORS)
+def test_argument_errors_do_not_import_tensorflow(app, argv, names, tmp_path):
+    result, proc = probe(f"tfvae.apps.{app}", argv, tmp_path)
+    assert result == {"code": 2, "tensorflow": False}, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"tfvae-{app}: error: ") and names in proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_flag_snapshot_matches_the_components():
+    # The train app builds its parser from tfvae/apps/_train_flags.py until a component is
+    # imported; a signature or docstring change must be followed by `make flags`.
+    live = _train_args.snapshot()
+    assert live["models"] == _train_flags.SNAPSHOT["models"], "run `make flags`"
+    for name, flags in live["model_flags"].items():
+        assert flags == _train_flags.SNAPSHOT["model_flags"].get(name), \
+            f"model {name!r}: the flag snapshot is stale; run `make flags`"
+    assert live == _train_flags.SNAPSHOT, "the flag snapshot is stale; run `make flags`"
+
+
+def test_a_component_registered_in_process_gets_live_flags():
+    # Once anything is registered the snapshot is not used: a plugin model is selectable
+    # and its own arguments are flags.
+    from tfvae.models.vae import VAE
+    from tfvae.registry import MODELS
+
+    @MODELS.register("test_fast_start_model")
+    class Plugin(VAE):
+        """A plugin model.
+
+        Args:
+            plugin_knob: a setting only this model has.
+        """
+
+        def __init__(self, plugin_knob=3, **kwargs):
+            super().__init__(**kwargs)
+            self.plugin_knob = plugin_knob
+
+    try:
+        spec = _train_args.parser_spec("test_fast_start_model")
+        assert "test_fast_start_model" in spec["models"]
+        flags = {f["flag"]: f for f in spec["flags"]}
+        assert flags["--plugin-knob"]["kind"] == "int"
+        assert "a setting only this model has" in flags["--plugin-knob"]["help"]
+        args = _train_args.build_parser(spec).parse_args(["--plugin-knob", "5"])
+        assert getattr(args, "model.plugin_knob") == 5
+    finally:
+        MODELS.unregister("test_fast_start_model")
+
+
+def test_lazy_package_imports_on_use_and_registries_load_the_builtins(tmp_path):
+    code = """
+import json, sys
+import tfvae
+from tfvae.registry import MODELS, POSTERIORS
+before = "tensorflow" in sys.modules
+names = MODELS.names()
+after = "tensorflow" in sys.modules
+print(json.dumps({"before": before, "after": after, "models": names,
+                  "posteriors": POSTERIORS.names(), "vae": tfvae.VAE.__name__,
+                  "dir": "VAE" in dir(tfvae), "data": tfvae.data.__name__}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["before"] is False and out["after"] is True
+    assert out["models"] == _train_flags.SNAPSHOT["models"]
+    assert out["posteriors"] == _train_flags.SNAPSHOT["tables"]["posterior"]
+    assert out["vae"] == "VAE" and out["dir"] and out["data"] == "tfvae.data"
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        import tfvae
+        tfvae.no_such_thing  # noqa: B018
