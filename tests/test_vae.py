@@ -209,3 +209,27 @@ def test_bad_constructor_arguments(kwargs, error, match):
 def test_decode_rejects_wrong_latent_size(model):
     with pytest.raises(ValueError, match=r"`z` must have shape \[\.\.\., 4\]"):
         model.decode(tf.zeros([2, 5]))
+
+
+def test_default_compile_runs_16_steps_per_call_and_single_batch_calls_one():
+    # The default is the fast path (XLA where supported, 16 steps per call into the compiled
+    # loop); train_on_batch / test_on_batch / predict_on_batch still take exactly one batch.
+    from tfvae._tf import tfk
+    x = np.random.default_rng(0).integers(0, 2, (64, 28, 28, 1)).astype(np.float32)
+    model = tfvae.VAE(latent_dim=4, posterior="diagonal", likelihood="bernoulli",
+                      input_shape=(28, 28, 1), hidden_units=(16,), seed=0)
+    model.compile(optimizer=tfk.optimizers.Adam(1e-3))
+    assert int(model._steps_per_execution.numpy()) == 16
+    calls = []
+
+    class Count(tfk.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            calls.append(batch)
+
+    model.fit(x, batch_size=2, epochs=1, verbose=0, callbacks=[Count()])  # 32 steps
+    assert int(model.optimizer.iterations.numpy()) == 32 and calls == [15, 31]
+    logs = model.train_on_batch(x[:8], return_dict=True)
+    assert int(model.optimizer.iterations.numpy()) == 33 and np.isfinite(logs["loss"])
+    assert np.isfinite(model.test_on_batch(x[:8], return_dict=True)["loss"])
+    model.predict_on_batch(x[:8])
+    assert int(model._steps_per_execution.numpy()) == 16
