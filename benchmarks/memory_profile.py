@@ -3,10 +3,11 @@
     python benchmarks/memory_profile.py                  # the train app's defaults, 10 epochs
     python benchmarks/memory_profile.py --epochs 1 -- --strategy mirrored --devices 2 --no-jit
 
-Runs the train app in this process (arguments after `--` go to it; each run gets a fresh
---logdir/--export-dir in a temporary folder) and prints one result line (common.report)
-with the resident set size and its peak (VmRSS, VmHWM from /proc/self/status, exact for
-this process) after each phase:
+Runs the train app in this process, as `python -m tfvae.apps.train` runs it (malloc arenas
+capped before TensorFlow is imported; `--no-arena-cap` to compare without; arguments after
+`--` go to the app; each run gets a fresh --logdir/--export-dir in a temporary folder) and
+prints one result line (common.report) with the resident set size and its peak (VmRSS,
+VmHWM from /proc/self/status, exact for this process) after each phase:
 
 ```none
 import       tfvae.apps.train imported (TensorFlow, TFP, tf_keras, tfvae)
@@ -45,8 +46,13 @@ def main(argv=None):
     own = argv[:argv.index("--")] if "--" in argv else argv
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--no-arena-cap", action="store_true",
+                   help="leave glibc's malloc arenas at its default (the apps cap them at "
+                        "tfvae.apps._cli.MALLOC_ARENAS, as this script does otherwise)")
     args = p.parse_args(own)
 
+    from tfvae.apps import _cli  # noqa: PLC0415  (imports no TensorFlow)
+    capped = False if args.no_arena_cap else _cli.limit_malloc_arenas()
     phases = {}
     from tfvae.apps import _train_data  # noqa: PLC0415
     from tfvae.apps import train as train_app  # noqa: PLC0415
@@ -75,6 +81,7 @@ def main(argv=None):
     times = result.epoch_seconds
     steady = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else times[0]
     report(contender="tfvae_train_app", argv=extra, epochs=args.epochs,
+           malloc_arenas=_cli.MALLOC_ARENAS if capped else "glibc default",
            train_images_per_s=min(result.data.num_train,
                                   result.data.steps_per_epoch * cfg.batch_size) / steady,
            rss_mb={k: v[0] for k, v in phases.items()},

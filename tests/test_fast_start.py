@@ -135,3 +135,23 @@ print(json.dumps({"before": before, "after": after, "models": names,
     with pytest.raises(AttributeError, match="no_such_thing"):
         import tfvae
         tfvae.no_such_thing  # noqa: B018
+
+
+@pytest.mark.parametrize("user_value", [None, "4"])
+def test_malloc_arenas_are_capped_only_before_tensorflow_and_never_over_the_user(user_value,
+                                                                                 tmp_path):
+    # glibc fixes its arena limit when a second thread first allocates: the cap is set
+    # before TensorFlow's threads exist or not at all, and MALLOC_ARENA_MAX wins.
+    code = ("from tfvae.apps import _cli\n"
+            "before = _cli.limit_malloc_arenas()\n"
+            "import tfvae._tf\n"
+            "print(before, _cli.limit_malloc_arenas())\n")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    if user_value:
+        env["MALLOC_ARENA_MAX"] = user_value
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    glibc = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None
+    expected = "True False" if glibc and not user_value else "False False"
+    assert proc.stdout.split("\n")[-2] == expected, proc.stdout

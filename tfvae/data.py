@@ -171,7 +171,7 @@ def load(name="fashion_mnist", split="train", batch_size=128, binarize=None,
         images, labels = images[:limit], labels[:limit]
     shuffle = (split == "train") if shuffle is None else shuffle
     num = len(images)
-    tensors = (tf.constant(images), tf.constant(labels))
+    tensors = (host_tensor(images), host_tensor(labels))
 
     def epoch(key):
         order = (tf.random.experimental.stateless_shuffle(
@@ -194,6 +194,14 @@ def load(name="fashion_mnist", split="train", batch_size=128, binarize=None,
     else:
         ds = epoch(tf.constant(0, tf.int64))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def host_tensor(array):
+    """A host (CPU) tensor with one copy of the NumPy `array`. `tf.constant(array)` holds
+    two: 94 MB for the 47 MB of Fashion-MNIST's uint8 training images, measured here; an
+    Identity op's output on the CPU is the converted buffer alone."""
+    with tf.device("/CPU:0"):
+        return tf.identity(array)
 
 
 def ordered_batches(tensors, order, num, batch_size, drop_remainder=False):

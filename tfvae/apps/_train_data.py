@@ -81,16 +81,20 @@ class Data:
         self.num_train = len(train_x)
         self.batches = math.ceil(self.num_train / cfg.batch_size)
         self.steps_per_epoch = min(cfg.steps_per_epoch or self.batches, self.batches)
-        self._train = tf.constant(train_x)  # uint8 [N, H, W, C]; batches are gathered
+        self._train = tfvae.data.host_tensor(train_x)  # uint8 [N, H, W, C]; gathered per batch
+        del train_x
         # The test set gets one fixed binarization, so validation numbers compare across epochs.
-        self.test_images = self._to_float_np(test_x)
-        self.test_labels = test_y
+        # One float copy each: a tensor that the dataset slices, and a NumPy view of it.
+        test = tfvae.data.host_tensor(self._to_float_np(test_x))
+        self.test_images, self.test_labels = np.asarray(test), test_y  # a view, no copy
         if self.num_validation:
-            self.validation_images, self.validation_labels = self._to_float_np(val_x), val_y
+            validation = tfvae.data.host_tensor(self._to_float_np(val_x))
+            self.validation_images, self.validation_labels = np.asarray(validation), val_y
         else:  # --validation-split 0: the test split, as before
+            validation = test
             self.validation_images, self.validation_labels = self.test_images, test_y
-        self.validation = self._batched(self.validation_images)
-        self.test = self._batched(self.test_images)
+        self.validation = self._batched(validation)
+        self.test = self._batched(test)
         self.label_names = LABEL_NAMES.get(cfg.dataset)
 
     def _batched(self, images):
@@ -114,9 +118,9 @@ class Data:
         return np.unpackbits(images, axis=-1)[..., None] * np.uint8(255)
 
     def _to_float_np(self, images):
+        if self.binarize == "static" and images.dtype == np.uint8:  # x / 255 > 0.5 iff > 127
+            return (images > 127).astype(np.float32)
         x = images.astype(np.float32) / 255.0
-        if self.binarize == "static":
-            return (x > 0.5).astype(np.float32)
         if self.binarize == "dynamic":
             u = np.random.default_rng(self.cfg.seed).random(x.shape, dtype=np.float32)
             return (u < x).astype(np.float32)
