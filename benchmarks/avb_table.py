@@ -23,7 +23,6 @@ printed at the end. The machine may be shared: images/s are indicative only.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -35,7 +34,7 @@ sys.path.insert(0, ROOT)
 
 from benchmarks import common  # noqa: E402
 import tfvae  # noqa: E402
-from tfvae._tf import tf, tfk  # noqa: E402
+from tfvae._tf import tfk  # noqa: E402
 from tfvae.apps import train as train_app  # noqa: E402
 
 MODELS = ("avb", "avb_ac", "vae")
@@ -122,13 +121,8 @@ def main(argv=None):
     for name in args.models.split(","):
         row = measure(name, args, train_ds, test_ds, x_nll)
         rows.append(row)
-        with open(os.path.join(args.out, "results.jsonl"), "a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(json.dumps(row), flush=True)
-    text = table(rows)
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write(text + "\n")
-    print(text)
+        common.append_row(args.out, row)
+    common.write_table(args.out, table(rows))
     return 0
 
 

@@ -6,7 +6,9 @@ Kept free of tfvae and of any Keras import, so the Keras 3 baseline can use it.
 
 import argparse
 import json
+import os
 import resource
+import sys
 import time
 
 import numpy as np
@@ -87,6 +89,21 @@ def score_baseline(tf, contender, one_sample_log_w, x_train, x_test, timer, args
            test_neg_elbo=float(-elbo.mean()), test_nll=float(-log_px.mean()),
            eval_images_per_s=len(x_eval) / eval_s,
            eval_method="straightforward loop over samples")
+
+
+def append_row(out_dir, row, stream=sys.stdout):
+    """Appends one table row to `out_dir`/results.jsonl as soon as it exists (a long run cut
+    short keeps its rows) and echoes it to `stream`."""
+    with open(os.path.join(out_dir, "results.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), file=stream, flush=True)
+
+
+def write_table(out_dir, text):
+    """Writes the finished table to `out_dir`/table.md and prints it."""
+    with open(os.path.join(out_dir, "table.md"), "w") as f:
+        f.write(text + "\n")
+    print(text)
 
 
 def report(**fields):

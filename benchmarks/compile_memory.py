@@ -19,15 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def memory_mb():
-    fields = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = round(int(value.split()[0]) / 1024)
-    return fields["VmRSS"], fields["VmHWM"]
+from benchmarks.memory_profile import memory_mb  # noqa: E402
 
 
 def main(argv=None):

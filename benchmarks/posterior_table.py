@@ -25,7 +25,6 @@ The machine may be shared: images/s are comparable only within one run.
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -33,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from benchmarks import common  # noqa: E402
 from benchmarks import run as run_lib  # noqa: E402
 
 PROTOCOL = os.path.join(HERE, "protocol.py")
@@ -84,10 +84,10 @@ def main(argv=None):
     if bad:
         p.error(f"unknown names {bad}; posteriors {list(POSTERIORS)}, variants "
                 f"{list(VARIANTS)}")
-    common = ["--epochs", str(args.epochs), "--nll-samples", str(args.nll_samples),
+    shared = ["--epochs", str(args.epochs), "--nll-samples", str(args.nll_samples),
               "--nll-examples", str(args.nll_examples)]
     if args.quick:
-        common = ["--dataset", "synthetic", "--limit", "512", "--epochs", "2",
+        shared = ["--dataset", "synthetic", "--limit", "512", "--epochs", "2",
                   "--nll-samples", "10", "--nll-examples", "20"]
     os.makedirs(args.out, exist_ok=True)
     rows = []
@@ -95,20 +95,15 @@ def main(argv=None):
         for name in posteriors:
             preset, sets = POSTERIORS[name]
             argv = [PROTOCOL, "--config", os.path.join(ROOT, "apps", preset),
-                    "--label", f"{name} / {variant}", *common]
+                    "--label", f"{name} / {variant}", *shared]
             for item in sets + VARIANTS[variant]:
                 argv += ["--set", item]
             print(f"running {name} / {variant} ...", file=sys.stderr, flush=True)
             row = run_lib._run(name, argv, timeout=3600)
             row.update(posterior=name, variant=variant, argv=argv[1:])
             rows.append(row)
-            with open(os.path.join(args.out, "results.jsonl"), "a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(json.dumps(row), file=sys.stderr, flush=True)
-    text = table(rows)
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write(text + "\n")
-    print(text)
+            common.append_row(args.out, row, sys.stderr)
+    common.write_table(args.out, table(rows))
     return 0
 
 
