@@ -36,12 +36,23 @@ def model_flags(model_cls):
 
 def snapshot():
     """Everything the parser takes from the registered components, as plain data: the
-    names in each registry and every model's flags. Importing the components costs the
-    TensorFlow import (seconds); `tfvae/apps/_train_flags.py` keeps this for the built-ins,
-    so `--help` and argument errors answer without it (`make flags` rewrites it)."""
+    names in each registry and every model's flags (each distinct flag once, in `flags`;
+    a model lists its flags' indices). Importing the components costs the TensorFlow
+    import (seconds); `tfvae/apps/_train_flags.py` keeps this for the built-ins, so
+    `--help` and argument errors answer without it (`make flags` rewrites it)."""
+    flags, index, models = [], {}, {}
+    for name in MODELS.names():
+        part = model_flags(MODELS.get(name))
+        for flag in part["flags"]:
+            key = repr(sorted(flag.items()))
+            if key not in index:
+                index[key] = len(flags)
+                flags.append(flag)
+        models[name] = {"title": part["title"],
+                        "flags": [index[repr(sorted(f.items()))] for f in part["flags"]]}
     return {"models": MODELS.names(),
             "tables": {table: reg.names() for table, reg in recipe_lib.TABLES.items()},
-            "model_flags": {name: model_flags(MODELS.get(name)) for name in MODELS.names()}}
+            "flags": flags, "model_flags": models}
 
 
 def write_snapshot(path=None):
@@ -69,8 +80,10 @@ def parser_spec(model_name, where="the settings"):
         except ImportError:
             SNAPSHOT = {"model_flags": {}}
         if isinstance(model_name, str) and model_name in SNAPSHOT["model_flags"]:
+            model = SNAPSHOT["model_flags"][model_name]
             return {"models": SNAPSHOT["models"], "tables": SNAPSHOT["tables"],
-                    **SNAPSHOT["model_flags"][model_name]}
+                    "title": model["title"], "flags": [SNAPSHOT["flags"][i]
+                                                       for i in model["flags"]]}
     with _cli.user_errors(f"{where}: "):
         model_cls = MODELS.get(model_name)
     return {"models": MODELS.names(),
