@@ -50,10 +50,11 @@ def one_line(exc):
 def quiet_devices(argv):
     """The apps print no TensorFlow native log line unless `--verbose 2` is given (or the
     user set TF_CPP_MIN_LOG_LEVEL, which is then obeyed): device probing, which logs an
-    ERROR line on machines with CUDA libraries and no GPU, runs here under that rule."""
+    ERROR line on machines with CUDA libraries and no GPU, runs under that rule right after
+    TensorFlow's import (`tfvae._native_log`), so `--help` imports nothing."""
     verbose = any(a in ("--verbose=2", "--verbose 2") for a in argv) or any(
         a == "--verbose" and b == "2" for a, b in zip(argv, argv[1:]))
-    if _native_log.USER_LOG_LEVEL is None and not verbose:  # else TensorFlow applies the user's
+    if _native_log.USER_LOG_LEVEL is None and not verbose:  # else the user's level holds
         _native_log.quiet_device_probe(3)  # when TensorFlow is imported: not for --help
 
 
@@ -68,7 +69,7 @@ def limit_malloc_arenas(arenas=MALLOC_ARENAS):
 
     TensorFlow's compiler, tf.data and op threads each get an arena of their own by
     default, and memory freed in one arena is not reused by another: the main job's peak
-    RSS was ~150 MB higher that way (benchmarks/memory_profile.py). glibc fixes its arena
+    RSS was 25-150 MB higher that way (benchmarks/README.md). glibc fixes its arena
     limit when the second thread first allocates, so this must run before TensorFlow is
     imported; it does nothing after that, when the user set MALLOC_ARENA_MAX (which glibc
     obeys), or off glibc. Returns whether the cap was set.
