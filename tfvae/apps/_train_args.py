@@ -43,16 +43,21 @@ def snapshot():
     flags, index, models = [], {}, {}
     for name in MODELS.names():
         part = model_flags(MODELS.get(name))
+        positions = []
         for flag in part["flags"]:
             key = repr(sorted(flag.items()))
             if key not in index:
                 index[key] = len(flags)
                 flags.append(flag)
-        models[name] = {"title": part["title"],
-                        "flags": [index[repr(sorted(f.items()))] for f in part["flags"]]}
+            positions.append(index[key])
+        models[name] = {"title": part["title"], "flags": positions}
+    return {**_component_names(), "flags": flags, "model_flags": models}
+
+
+def _component_names():
+    """{models, tables}: the names each registry offers (imports the components)."""
     return {"models": MODELS.names(),
-            "tables": {table: reg.names() for table, reg in recipe_lib.TABLES.items()},
-            "flags": flags, "model_flags": models}
+            "tables": {table: reg.names() for table, reg in recipe_lib.TABLES.items()}}
 
 
 def write_snapshot(path=None):
@@ -75,10 +80,7 @@ def parser_spec(model_name, where="the settings"):
         UsageError: `model_name` is not a registered model.
     """
     if registry.untouched():
-        try:
-            from tfvae.apps._train_flags import SNAPSHOT  # noqa: PLC0415
-        except ImportError:
-            SNAPSHOT = {"model_flags": {}}
+        from tfvae.apps._train_flags import SNAPSHOT  # noqa: PLC0415
         if isinstance(model_name, str) and model_name in SNAPSHOT["model_flags"]:
             model = SNAPSHOT["model_flags"][model_name]
             return {"models": SNAPSHOT["models"], "tables": SNAPSHOT["tables"],
@@ -86,9 +88,7 @@ def parser_spec(model_name, where="the settings"):
                                                        for i in model["flags"]]}
     with _cli.user_errors(f"{where}: "):
         model_cls = MODELS.get(model_name)
-    return {"models": MODELS.names(),
-            "tables": {table: reg.names() for table, reg in recipe_lib.TABLES.items()},
-            **model_flags(model_cls)}
+    return {**_component_names(), **model_flags(model_cls)}
 
 
 def build_parser(spec):

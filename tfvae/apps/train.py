@@ -43,24 +43,21 @@ import sys
 from tfvae.apps import _cli
 from tfvae.apps._train_args import PROG, build_parser, check_model_size, parse  # noqa: F401
 
-#: public names defined by the run's modules, imported on first use (PEP 562), so that
-#: `--help` and argument errors are answered before TensorFlow is imported
-_LAZY = {
-    "tfvae.apps._training": ("train", "Result", "SUMMARY_IMAGES", "callbacks_lib", "export",
-                             "Data", "EpochTimer", "summary", "build_model", "dry_run",
-                             "RUN_FILE", "default_run_name", "load_run", "prepare_run_dir",
-                             "remove_partial_checkpoints", "run_identity", "tensorboard_app"),
-}
+#: public names of the run (`tfvae.apps._training`), imported on first use (PEP 562), so
+#: that `--help` and argument errors are answered before TensorFlow is imported
+_RUN_NAMES = ("train", "Result", "SUMMARY_IMAGES", "callbacks_lib", "export", "Data",
+              "EpochTimer", "summary", "build_model", "dry_run", "RUN_FILE",
+              "default_run_name", "load_run", "prepare_run_dir", "remove_partial_checkpoints",
+              "run_identity", "tensorboard_app")
 
 
 def __getattr__(name):
-    import importlib  # noqa: PLC0415
-    for module, names in _LAZY.items():
-        if name in names:
-            value = getattr(importlib.import_module(module), name)
-            globals()[name] = value
-            return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _RUN_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from tfvae.apps import _training  # noqa: PLC0415
+    value = getattr(_training, name)
+    globals()[name] = value
+    return value
 
 
 def _main(argv):
