@@ -214,18 +214,16 @@ def minibatch_log_qz(q_z, z, dataset_size, estimator="mss", rows=None):
         z = z[None]
     m = z.shape[1] if z.shape[1] is not None else tf.shape(z)[1]
     log_w = _log_weights_tensor(m, dataset_size, estimator)                # [M_i, M_j]
-    if rows is None or not isinstance(m, int) or m <= rows:
-        starts = [0]
-        rows = m
+    if rows is None or not isinstance(m, int) or m <= rows:  # the training step's path
+        chunks = [(z, log_w)]
     else:
-        starts = range(0, m, rows)
+        chunks = [(z[:, s:s + rows], log_w[s:s + rows]) for s in range(0, m, rows)]
     log_qz, log_qz_marginals = [], []
-    for start in starts:
-        joint, marginal = pairwise_log_qz(q_z, z[:, start:start + rows])  # [S, r, M(, D)]
-        w = log_w[start:start + rows]
+    for z_rows, w in chunks:
+        joint, marginal = pairwise_log_qz(q_z, z_rows)                    # [S, r, M(, D)]
         log_qz.append(tf.reduce_logsumexp(joint + w, axis=-1))
         log_qz_marginals.append(tf.reduce_logsumexp(marginal + w[:, :, None], axis=-2))
-    if len(starts) == 1:
+    if len(chunks) == 1:
         return log_qz[0], log_qz_marginals[0]
     return tf.concat(log_qz, 1), tf.concat(log_qz_marginals, 1)
 
