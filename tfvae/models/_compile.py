@@ -1,8 +1,8 @@
 """`jit_compile="auto"`, the default of every tfvae model's `compile`: XLA where it runs.
 
-On this stack XLA is the fast path (the FMNIST-bin train step ~1.4x faster on CPU,
-benchmarks/README.md), so a plain `model.compile(optimizer=...)` gets it. It falls back to
-the graph step, logging the reason once, where XLA cannot compile the step:
+On this stack XLA is the fast path for dense torsos (the FMNIST-bin train step ~1.4x faster
+on CPU, benchmarks/README.md), so a plain `model.compile(optimizer=...)` gets it. It falls
+back to the graph step, logging the reason once, where XLA cannot compile the step:
 
 ```none
 run_eagerly=True                       nothing is compiled
@@ -11,11 +11,14 @@ replicas on logical devices of one CPU each replica's variables on its own devic
 a multi-worker strategy without GPUs   TensorFlow has no XLA collectives on CPU
 a component with supports_xla = False  the component says why in `xla_reason`
 ```
+and, a choice of speed rather than a limit, for a model with convolutions on a host without a
+GPU: XLA's CPU convolutions trained the conv VAE at 0.55x (28 x 28) and 0.68x (dSprites'
+64 x 64) of the graph step's speed, which hands them to oneDNN (benchmarks/README.md).
 """
 
 import logging
 
-from tfvae._tf import tf
+from tfvae._tf import tf, tfk
 
 logger = logging.getLogger("tfvae")
 
@@ -47,6 +50,12 @@ def component_refusal(model):
     return None
 
 
+def has_convolutions(model):
+    """Whether any layer of `model` is a convolution (transposed ones included)."""
+    conv = (tfk.layers.Conv1D, tfk.layers.Conv2D, tfk.layers.Conv3D)
+    return any(isinstance(m, conv) for m in model.submodules)
+
+
 def resolve(model, jit_compile, run_eagerly):
     """The `jit_compile` to hand tf_keras: `jit_compile` itself unless it is "auto"."""
     if jit_compile != "auto":
@@ -56,6 +65,10 @@ def resolve(model, jit_compile, run_eagerly):
     else:
         reason = xla_refusal(model.distribute_strategy) or component_refusal(model)
     if reason is None:
+        if has_convolutions(model) and not tf.config.list_physical_devices("GPU"):
+            logger.info("%s: compiling without XLA (jit_compile=False): convolutions train "
+                        "faster in the graph step on CPU.", model.name)
+            return False
         return True
     logger.warning("%s: compiling without XLA (jit_compile=False): %s.", model.name, reason)
     return False
