@@ -87,7 +87,10 @@ class TrainConfig:
     seed: int = _field(0, "seeds data order, initialization and the model's sampling",
                        kind=int)
     # XLA bought ~1.4x on this stack (DESIGN.md); --no-jit for models XLA cannot compile.
-    jit: bool = _field(True, "XLA-compile the train step", kind=bool)
+    # On, the model's compile decides (jit_compile="auto"): convolutions on a CPU-only host
+    # take the graph step, 1.5-2.5x faster there (benchmarks/README.md).
+    jit: bool = _field(True, "XLA-compile the train step where it is faster (not for "
+                       "convolutions on a CPU-only host)", kind=bool)
     # Keras returns to Python after every step unless told otherwise; on 2 cores that
     # round trip cost 4-40% of the FMNIST step (benchmarks/profile_step.py, noisy).
     steps_per_execution: int = _field(

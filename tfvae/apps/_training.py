@@ -63,7 +63,8 @@ def train(cfg, recipe, args=None, out=print):
     try:  # set-up; a failure here (a port in use, a full disk) leaves no new run behind
         with strategy.scope():
             model.compile(optimizer=_controls.optimizer(cfg, cfg.epochs * data.steps_per_epoch),
-                          jit_compile=cfg.jit, steps_per_execution=cfg.steps_per_execution)
+                          jit_compile="auto" if cfg.jit else False,
+                          steps_per_execution=cfg.steps_per_execution)
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
             stopper_state, stopper = _controls.early_stopping(cfg, model)
