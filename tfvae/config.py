@@ -88,7 +88,7 @@ class TrainConfig:
                        kind=int)
     # XLA bought ~1.4x on this stack (DESIGN.md); --no-jit for models XLA cannot compile.
     # On, the model's compile decides (jit_compile="auto"): convolutions on a CPU-only host
-    # take the graph step, 1.5-2.5x faster there (benchmarks/README.md).
+    # take the graph step, faster there (benchmarks/conv_jit.py).
     jit: bool = _field(True, "XLA-compile the train step where it is faster (not for "
                        "convolutions on a CPU-only host)", kind=bool)
     # Keras returns to Python after every step unless told otherwise; on 2 cores that

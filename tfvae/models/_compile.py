@@ -12,9 +12,8 @@ a multi-worker strategy without GPUs   TensorFlow has no XLA collectives on CPU
 a component with supports_xla = False  the component says why in `xla_reason`
 ```
 and, a choice of speed rather than a limit, for a model with convolutions on a host without a
-GPU: XLA's CPU convolutions trained the conv VAE at 0.5-0.57x (28 x 28) and 0.4-0.68x
-(dSprites' 64 x 64) of the graph step's speed, which hands them to oneDNN
-(benchmarks/README.md).
+GPU: XLA's CPU backend emits its own convolution loops, where the graph step hands them to
+oneDNN, and trained the conv VAE slower (`benchmarks/conv_jit.py`, benchmarks/README.md).
 """
 
 import logging
