@@ -1,13 +1,13 @@
 """Posterior families on FMNIST-bin, one table: diagonal, full covariance, IAF (2 and 4 steps).
 
-    nice -n 10 .venv/bin/python benchmarks/posterior_table.py              # the protocol
-    .venv/bin/python benchmarks/posterior_table.py --variants constant,cosine
+    nice -n 10 .venv/bin/python benchmarks/posterior_table.py      # the train app's recipe
+    .venv/bin/python benchmarks/posterior_table.py --variants "default,no warm-up"
     .venv/bin/python benchmarks/posterior_table.py --quick                 # plumbing only
 
 Every row is `benchmarks/protocol.py --config PRESET --set ...` in its own process (so its
 peak RSS is its own), built, compiled and optimized as the train app builds them from the
 presets in apps/ (vae.toml; vae_iaf.toml: a full-covariance base, gated steps, MADE
-256-256, context 64), on DESIGN.md's protocol: Fashion-MNIST 60k/10k thresholded at 0.5,
+256-256, context 64; the last two rows change one of those), on DESIGN.md's protocol: Fashion-MNIST 60k/10k thresholded at 0.5,
 Bernoulli decoder, latent 32, MLP 784-512-256, Adam 1e-3, batch 128, 10 epochs. Columns:
 
 ```none
@@ -18,9 +18,12 @@ test NLL    -log p(x) by importance sampling with q(z|x) as proposal, k = 1000, 
 img/s       training images/s, the median epoch after the first
 peak RSS    the contender process's maximum resident set, MB
 ```
-A variant changes the optimizer for every posterior: `constant` is the protocol's Adam 1e-3;
-`cosine` decays it to 0 over the run; `warmup_cosine` warms it up over one epoch first;
-`constant 2e-3` and `constant 3e-3` raise it; `warmup_cosine 3e-3` warms up to 3e-3.
+A variant changes the recipe for every posterior. `default` is the train app's: Adam 1e-3
+constant, the KL weight warmed up from 0 over the first half of the run (`kl_warmup`);
+`no warm-up` is the plain protocol (the KL weight 1 throughout); `warm-up 0.2` warms up over
+the first fifth. Without warm-up, `cosine` decays the rate to 0 over the run;
+`warmup_cosine` warms the rate up over one epoch first; `constant 2e-3` and `constant 3e-3`
+raise it; `warmup_cosine 3e-3` warms up to 3e-3.
 The machine may be shared: images/s are comparable only within one run.
 """
 
@@ -42,15 +45,20 @@ POSTERIORS = {
     "full covariance": ("vae.toml", []),
     "IAF 2 steps": ("vae_iaf.toml", ["posterior.num_steps=2"]),
     "IAF 4 steps": ("vae_iaf.toml", ["posterior.num_steps=4"]),
+    "IAF 2 steps ungated": ("vae_iaf.toml", ["posterior.num_steps=2", "posterior.gated=false"]),
+    "IAF 2 steps diagonal base": ("vae_iaf.toml", ["posterior.num_steps=2",
+                                                   "posterior.base=\"diagonal\""]),
 }
 VARIANTS = {
-    "constant": [],
-    "cosine": ["lr_schedule=\"cosine\""],
-    "warmup_cosine": ["lr_schedule=\"warmup_cosine\"", "lr_warmup_steps=469"],
-    "constant 2e-3": ["learning_rate=2e-3"],
-    "constant 3e-3": ["learning_rate=3e-3"],
-    "warmup_cosine 3e-3": ["learning_rate=3e-3", "lr_schedule=\"warmup_cosine\"",
-                           "lr_warmup_steps=469"],
+    "default": [],
+    "no warm-up": ["kl_warmup=0"],
+    "warm-up 0.2": ["kl_warmup=0.2"],
+    "cosine": ["kl_warmup=0", "lr_schedule=\"cosine\""],
+    "warmup_cosine": ["kl_warmup=0", "lr_schedule=\"warmup_cosine\"", "lr_warmup_steps=469"],
+    "constant 2e-3": ["kl_warmup=0", "learning_rate=2e-3"],
+    "constant 3e-3": ["kl_warmup=0", "learning_rate=3e-3"],
+    "warmup_cosine 3e-3": ["kl_warmup=0", "learning_rate=3e-3",
+                           "lr_schedule=\"warmup_cosine\"", "lr_warmup_steps=469"],
 }
 
 
@@ -69,7 +77,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--posteriors", default=",".join(POSTERIORS),
                    help=f"comma-separated subset of {list(POSTERIORS)}")
-    p.add_argument("--variants", default="constant",
+    p.add_argument("--variants", default="default",
                    help=f"comma-separated subset of {list(VARIANTS)}")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--nll-samples", type=int, default=1000)

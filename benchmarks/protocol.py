@@ -8,9 +8,10 @@ with --compare-eval also the same NLL by the straightforward loop over samples.
     python benchmarks/protocol.py --posterior full_covariance --epochs 10 --jit
     python benchmarks/protocol.py --config apps/vae_iaf.toml --set posterior.num_steps=4
 
-With --config, the model, the optimizer (learning-rate schedule, clipping), XLA and
-steps_per_execution come from a train-app preset and `--set` overrides, built by the train
-app's own code; the data stay the protocol's (all 60k training images, no validation split).
+With --config, the model (with the app's KL warm-up, --set kl_warmup=...), the optimizer
+(learning-rate schedule, clipping), XLA and steps_per_execution come from a train-app preset
+and `--set` overrides, built by the train app's own code; the data stay the protocol's (all
+60k training images, no validation split).
 """
 
 import argparse
@@ -117,7 +118,7 @@ def main(argv=None):
 def _from_preset(args, n_train):
     """The model of `--config` and `--set`, compiled with the train app's optimizer."""
     import math
-    from tfvae.apps import _train_controls
+    from tfvae.apps import _build, _train_controls
     from tfvae.apps import train as train_app
     argv = ["--config", args.config, "--epochs", str(args.epochs), "--seed", str(args.seed)]
     for item in args.set:
@@ -125,8 +126,9 @@ def _from_preset(args, n_train):
     cfg, recipe, _ = train_app.parse(argv)
     if cfg.batch_size != 128 or cfg.binarize not in (None, "static"):
         raise SystemExit(f"{args.config}: the protocol is batch 128, binarize static")
-    model = recipe.build((28, 28, 1), cfg.seed, dataset_size=n_train)
     steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
+    recipe = _build.with_kl_warmup(cfg, recipe, steps)  # the app's KL warm-up, as it builds
+    model = recipe.build((28, 28, 1), cfg.seed, dataset_size=n_train)
     model.compile(optimizer=_train_controls.optimizer(cfg, steps), jit_compile=cfg.jit,
                   steps_per_execution=cfg.steps_per_execution)
     return model

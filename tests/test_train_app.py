@@ -18,7 +18,7 @@ import tfvae
 from tfvae import callbacks as callbacks_lib
 from tfvae import config as config_lib
 from tfvae._tf import tf, tfk
-from tfvae.apps import _cli
+from tfvae.apps import _build, _cli
 from tfvae.apps import sample as sample_app
 from tfvae.apps import train as train_app
 from tfvae.registry import MODELS
@@ -473,8 +473,10 @@ def test_sigkilled_run_resumes_from_its_last_checkpoint(tmp_path):
 def test_default_preset_is_the_bare_command_and_flags_override_it():
     bare, bare_recipe, _ = train_app.parse([])
     preset, recipe, _ = train_app.parse(["--config", "apps/vae.toml"])
-    assert preset == config_lib.TrainConfig(binarize="static")
-    assert bare.identity() == {**preset.identity(), "binarize": None}
+    assert preset == config_lib.TrainConfig(binarize="static", kl_warmup=0.5)
+    assert bare.identity() == {**preset.identity(), "binarize": None, "kl_warmup": None}
+    # the preset's warm-up is the default one, and both build the same warmed-up model
+    assert _build.kl_warmup_fraction(bare, bare_recipe) == _build.DEFAULT_KL_WARMUP == 0.5
     assert bare.resolved_binarize("bernoulli") == "static" and bare.jit and bare.epochs == 10
     built, default = (r.build((28, 28, 1), seed=0).get_config() for r in (recipe, bare_recipe))
     assert built == default  # the preset spells out the defaults
@@ -484,6 +486,30 @@ def test_default_preset_is_the_bare_command_and_flags_override_it():
                                                   "sigma": 0.1}
     assert normal.resolved_binarize("normal") is None and not normal.jit
     assert normal_recipe.model["latent_dim"] == 8
+
+
+def test_the_kl_weight_warms_up_over_the_asked_fraction_of_the_run():
+    from types import SimpleNamespace  # noqa: PLC0415
+    data = SimpleNamespace(image_shape=(28, 28, 1), num_train=1848, steps_per_epoch=6,
+                           test_images=np.zeros((2, 28, 28, 1), np.float32))
+
+    def kl_weights(*argv):
+        cfg, recipe, _ = train_app.parse(TINY + ["--epochs", "4", *argv])
+        kl = [t for t in _build.build_model(cfg, recipe, data).terms if t.name == "kl"]
+        return [float(kl[0].weight_at(tf.constant(s, tf.int64))) for s in (0, 3, 6, 12, 24)]
+    # 4 epochs x 6 steps: the default half is 12 steps, a quarter 6; beta is the end point.
+    assert kl_weights() == pytest.approx([0.0, 0.25, 0.5, 1.0, 1.0])
+    assert kl_weights("--kl-warmup", "0.25", "--beta", "2") == pytest.approx(
+        [0.0, 1.0, 2.0, 2.0, 2.0])
+    assert kl_weights("--kl-warmup", "0") == [1.0] * 5
+    # beta_vae takes it as its warm-up steps; presets that set their own keep them.
+    cfg, recipe, _ = train_app.parse(TINY + ["--epochs", "4", "--model", "beta_vae"])
+    assert _build.build_model(cfg, recipe, data).warmup_steps == 12
+    cfg, recipe, _ = train_app.parse(TINY + ["--config", os.path.join("apps", "vae_warmup.toml")])
+    assert _build.build_model(cfg, recipe, data).warmup_steps == 938
+    # Models without a single KL weight train as before, with the fraction recorded as 0.
+    cfg, recipe, _ = train_app.parse(TINY + ["--model", "capacity"])
+    assert _build.kl_warmup_fraction(cfg, recipe) == 0.0
 
 
 @pytest.fixture
@@ -560,6 +586,11 @@ def _bad_inputs(tmp_path, trained):
         (["--set", "posterior.offdiag=1"], "allowed: ['init_scale', 'offdiag_scale']"),
         (["--set", "epochs"], "is not PATH=VALUE"),
         (["--run-name", "a/b"], "`--run-name` must be a plain directory name"),
+        (["--kl-warmup", "1.5"], "`--kl-warmup` must be a fraction of the run in [0, 1]"),
+        (TINY + ["--model", "avb", "--kl-warmup", "0.3"],
+         "--kl-warmup does not apply to model 'avb'", "drop --kl-warmup"),
+        (TINY + ["--config", os.path.join("apps", "vae_warmup.toml"), "--kl-warmup", "0.3"],
+         "--kl-warmup does not apply to model 'beta_vae': it sets its own `warmup_steps`"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (TINY + ["--latent-dim", "5", "--logdir", str(trained.root / "runs"),
                  "--run-name", trained.run_name],

@@ -70,6 +70,12 @@ class TrainConfig:
         "--lr-warmup-steps, then cosine)", choices=LR_SCHEDULES)
     lr_warmup_steps: int = _field(1000, "warm-up steps of --lr-schedule warmup_cosine",
                                   kind=int)
+    # KL warm-up bought 2-3 nats of test NLL at 10 epochs on FMNIST-bin (README, 'Posterior
+    # families'): the decoder learns to use z before the rate is charged in full.
+    kl_warmup: float | None = _field(
+        None, "KL warm-up: the KL weight rises linearly from 0 to beta over this fraction of "
+        "the run's optimizer steps (0: off). Default: 0.5 for the models whose objective is "
+        "the ELBO with a KL weight (vae, beta_vae), off for the others", kind=float)
     clipnorm: float | None = _field(
         None, "clip the model's gradient to this global norm (all variables together; "
         "default: no clipping)", kind=float)
@@ -169,6 +175,10 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"`--lr-schedule` must be one of {list(LR_SCHEDULES)}; got "
                               f"{self.lr_schedule!r}.")
+        if self.kl_warmup is not None and (isinstance(self.kl_warmup, bool) or not isinstance(
+                self.kl_warmup, numbers.Real) or not 0 <= self.kl_warmup <= 1):
+            raise ConfigError(f"`--kl-warmup` must be a fraction of the run in [0, 1]; got "
+                              f"{self.kl_warmup!r}.")
         if self.clipnorm is not None and (isinstance(self.clipnorm, bool) or not isinstance(
                 self.clipnorm, numbers.Real) or not 0 < self.clipnorm < float("inf")):
             raise ConfigError(f"`--clipnorm` must be a positive number; got {self.clipnorm!r}.")

@@ -10,14 +10,73 @@ from tfvae.apps import _cli
 from tfvae.apps._run_dir import default_run_name, run_identity
 from tfvae.apps._train_args import check_model_size
 from tfvae.apps._train_data import validation_size
+from tfvae.recipe import Recipe
+
+
+#: the fraction of the run the KL weight warms up over when --kl-warmup is not given
+DEFAULT_KL_WARMUP = 0.5
+
+
+def _warmup_kind(recipe):
+    """How `recipe` takes a KL warm-up: "terms" (model `vae` with its default ELBO terms),
+    "warmup_steps" (`beta_vae` that sets none), or None (it does not)."""
+    if recipe.name == "vae" and recipe.terms is None and \
+            recipe.model.get("objective", "elbo") == "elbo":
+        return "terms"
+    if recipe.name == "beta_vae" and "warmup_steps" not in recipe.model:
+        return "warmup_steps"
+    return None
+
+
+def kl_warmup_fraction(cfg, recipe):
+    """The fraction of the run over which `recipe`'s KL weight warms up: `cfg.kl_warmup`, or
+    DEFAULT_KL_WARMUP when unset, where the objective is the ELBO with a KL weight (model
+    `vae` with its default terms, `beta_vae` without its own `warmup_steps`); 0 elsewhere.
+    A warm-up asked of another model is a UsageError."""
+    if _warmup_kind(recipe) is None:
+        if cfg.kl_warmup:
+            why = ("it sets its own `warmup_steps`" if recipe.name == "beta_vae" else
+                   "its objective has no single KL weight to warm up (it applies to model "
+                   "'vae' with its default terms and to 'beta_vae')")
+            raise _cli.UsageError(f"--kl-warmup does not apply to model {recipe.name!r}: "
+                                  f"{why}; drop --kl-warmup.")
+        return 0.0
+    return DEFAULT_KL_WARMUP if cfg.kl_warmup is None else float(cfg.kl_warmup)
+
+
+def with_kl_warmup(cfg, recipe, total_steps):
+    """`recipe` with its KL weight rising linearly from 0 to beta over the first
+    `kl_warmup_fraction(cfg, recipe)` of a run of `total_steps` optimizer steps (Bowman et
+    al. 2016; Sonderby et al. 2016): model `vae`'s default terms become reconstruction + a
+    kl term with that schedule as its weight; `beta_vae` gets `warmup_steps`."""
+    fraction = kl_warmup_fraction(cfg, recipe)
+    if not fraction:
+        return recipe
+    steps = max(1, round(fraction * total_steps))
+    model = dict(recipe.model)
+    tree = {**recipe.tables}
+    if _warmup_kind(recipe) == "warmup_steps":
+        model["warmup_steps"] = steps
+    else:
+        beta = float(model.pop("beta", 1.0))
+        tree["terms"] = ["reconstruction", {"name": "kl", "weight": {
+            "schedule": "linear", "start": 0.0, "end": beta, "steps": steps}}]
+    return Recipe.from_tree({"model": {"name": recipe.name, **model}, **tree})
+
+
+def total_steps(cfg, data):
+    """The run's optimizer steps: --epochs of data.steps_per_epoch."""
+    return cfg.epochs * data.steps_per_epoch
 
 
 def build_model(cfg, recipe, data):
-    """The untrained model for `data`; UsageError for arguments a constructor refuses and
-    for combinations that cannot compute their loss (a trial on two images, with a fixed
-    seed, so the model's random stream is untouched)."""
+    """The untrained model for `data`, with the run's KL warm-up (`with_kl_warmup`);
+    UsageError for arguments a constructor refuses and for combinations that cannot compute
+    their loss (a trial on two images, with a fixed seed, so the model's random stream is
+    untouched)."""
     check_model_size(recipe, data.image_shape, min(cfg.batch_size, data.num_train))
     where = f"cannot build model {recipe.name!r}: "
+    recipe = with_kl_warmup(cfg, recipe, total_steps(cfg, data))
     with _cli.user_errors(where):
         try:
             model = recipe.build(data.image_shape, cfg.seed, dataset_size=data.num_train)
@@ -48,11 +107,15 @@ def dry_run(cfg, recipe):
     binarize = cfg.resolved_binarize(recipe.default("likelihood"))
     total = DRY_RUN_SIZES.get(cfg.dataset, 60000)
     held = validation_size(cfg, total)
+    num_train = min(cfg.limit or total, total - held)
+    batches = -(-num_train // cfg.batch_size)
     stand_in = types.SimpleNamespace(  # what build_model and run_identity read of Data
-        image_shape=shape, num_train=min(cfg.limit or total, total - held), binarize=binarize,
+        image_shape=shape, num_train=num_train, binarize=binarize,
+        steps_per_epoch=min(cfg.steps_per_epoch or batches, batches),
         test_images=np.zeros((2, *shape), np.float32))
     model = build_model(cfg, recipe, stand_in)
     identity = run_identity(cfg, recipe, stand_in)
     run_name = cfg.run_name or default_run_name(cfg, recipe, model, identity)
     return {**cfg.to_dict(), "binarize": binarize or "none", "run_name": run_name,
-            "validation_split": held, **recipe.to_dict()}
+            "validation_split": held, "kl_warmup": kl_warmup_fraction(cfg, recipe),
+            **with_kl_warmup(cfg, recipe, total_steps(cfg, stand_in)).to_dict()}

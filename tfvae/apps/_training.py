@@ -15,7 +15,8 @@ from tfvae.apps._run_dir import (RUN_FILE, default_run_name, load_run,  # noqa: 
                                  prepare_run_dir, remove_partial_checkpoints, run_identity)
 from tfvae.apps import _train_controls as _controls
 from tfvae.apps import _disentanglement
-from tfvae.apps._build import build_model, dry_run  # noqa: F401  (re-exported by train)
+from tfvae.apps._build import (  # noqa: F401  (build_model, dry_run: re-exported by train)
+    build_model, dry_run, kl_warmup_fraction)
 from tfvae.apps._train_data import Data
 from tfvae.apps._train_report import EpochTimer, summary  # noqa: F401  (public)
 from tfvae.apps import tensorboard as tensorboard_app
@@ -47,7 +48,8 @@ def train(cfg, recipe, args=None, out=print):
     chief = _strategy.distribute.is_chief(strategy)
     export_path = os.path.join(cfg.export_dir, run_name)
     resolved = {**cfg.to_dict(), "binarize": data.binarize or "none", "run_name": run_name,
-                "validation_split": data.num_validation}
+                "validation_split": data.num_validation,
+                "kl_warmup": kl_warmup_fraction(cfg, recipe)}
     data_info = {"name": cfg.dataset, "binarize": data.binarize or "none",
                  "train_examples": data.num_train,
                  "validation_examples": data.num_validation,
