@@ -368,6 +368,19 @@ def test_learning_rate_schedules_follow_their_closed_forms(schedule):
         assert float(value) == pytest.approx(expected, rel=1e-5, abs=1e-9)
 
 
+def test_every_batch_of_a_split_has_one_shape():
+    from tfvae.apps._train_data import Data, eval_batch_size, train_batches  # noqa: PLC0415
+    assert [train_batches(n, 64) for n in (1844, 1856, 63)] == [28, 29, 1]
+    assert eval_batch_size(5000, 128) == eval_batch_size(10000, 128) == 125
+    assert [eval_batch_size(n, 64) for n in (204, 128, 40, 131)] == [51, 64, 40, 64]
+    cfg, recipe, _ = train_app.parse(TINY + ["--steps-per-epoch", "100"])
+    data = Data(cfg, recipe.default("likelihood"))
+    assert data.steps_per_epoch == 1844 // 64
+    assert data.epoch(0).element_spec.shape[0] == 64  # static: one XLA compilation
+    sizes = {int(b.shape[0]) for split in (data.validation, data.test) for b in split}
+    assert sizes == {51, 64}  # 204 validation images in 4 x 51, 128 test images in 2 x 64
+
+
 def test_the_validation_split_is_held_out_of_training_and_seeded():
     from tfvae.apps._train_data import Data  # noqa: PLC0415
 

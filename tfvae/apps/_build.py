@@ -9,7 +9,7 @@ import numpy as np
 from tfvae.apps import _cli
 from tfvae.apps._run_dir import default_run_name, run_identity
 from tfvae.apps._train_args import check_model_size
-from tfvae.apps._train_data import validation_size
+from tfvae.apps._train_data import train_batches, validation_size
 from tfvae.recipe import Recipe
 
 
@@ -108,7 +108,7 @@ def dry_run(cfg, recipe):
     total = DRY_RUN_SIZES.get(cfg.dataset, 60000)
     held = validation_size(cfg, total)
     num_train = min(cfg.limit or total, total - held)
-    batches = -(-num_train // cfg.batch_size)
+    batches = train_batches(num_train, cfg.batch_size)
     stand_in = types.SimpleNamespace(  # what build_model and run_identity read of Data
         image_shape=shape, num_train=num_train, binarize=binarize,
         steps_per_epoch=min(cfg.steps_per_epoch or batches, batches),

@@ -1,8 +1,6 @@
 """The train app's data: uint8 training images gathered per batch, float test images, and
 an epoch stream that is a pure function of (seed, epoch), so resumes rebuild it exactly."""
 
-import math
-
 import numpy as np
 
 import tfvae
@@ -43,6 +41,25 @@ def validation_size(cfg, num_train):
     return n
 
 
+def train_batches(num_train, batch_size):
+    """Training steps per epoch: whole batches only, so every step has one static shape and
+    XLA compiles the train step once (a last partial batch is a second shape: a second
+    compilation, seconds and ~100 MB of peak memory). Each epoch's shuffle drops different
+    images. A training set smaller than a batch is one partial batch."""
+    return max(num_train // batch_size, 1)
+
+
+def eval_batch_size(num, batch_size):
+    """The batch size for evaluating `num` images: the largest size from `batch_size` down
+    to half of it that divides `num` (125 for 5,000 and 10,000 at 128), so every batch has
+    the same shape (one compilation of the test step) and the mean of the batch means is
+    the mean over the images; `batch_size` when none does."""
+    for size in range(min(batch_size, num), max(batch_size // 2, 1) - 1, -1):
+        if num % size == 0:
+            return size
+    return batch_size
+
+
 class Data:
     """The run's data: uint8 training images, float validation and test images (each
     binarized once, so their numbers compare across epochs), the epoch stream. Validation
@@ -79,7 +96,7 @@ class Data:
             test_x, test_y = test_x[:cfg.test_limit], test_y[:cfg.test_limit]
         self.image_shape = tuple(int(s) for s in test_x.shape[1:])
         self.num_train = len(train_x)
-        self.batches = math.ceil(self.num_train / cfg.batch_size)
+        self.batches = train_batches(self.num_train, cfg.batch_size)
         self.steps_per_epoch = min(cfg.steps_per_epoch or self.batches, self.batches)
         self._train = tfvae.data.host_tensor(train_x)  # uint8 [N, H, W, C]; gathered per batch
         del train_x
@@ -98,8 +115,8 @@ class Data:
         self.label_names = LABEL_NAMES.get(cfg.dataset)
 
     def _batched(self, images):
-        return tf.data.Dataset.from_tensor_slices(images).batch(self.cfg.batch_size) \
-            .prefetch(tf.data.AUTOTUNE)
+        size = eval_batch_size(len(images), self.cfg.batch_size)
+        return tf.data.Dataset.from_tensor_slices(images).batch(size).prefetch(tf.data.AUTOTUNE)
 
     def _load_train(self, name):
         """uint8 training images and labels; dSprites' stay bit-packed ([N, 64, 8], 377 MB
@@ -133,7 +150,8 @@ class Data:
         # A stateless permutation: epoch e's order is a pure function of (seed, e).
         order = tf.argsort(tf.random.stateless_uniform(
             [self.num_train], seed=tf.stack([tf.constant(cfg.seed, tf.int64), epoch])))
-        ds = tfvae.data.ordered_batches(self._train, order, self.num_train, cfg.batch_size) \
+        ds = tfvae.data.ordered_batches(self._train, order, self.num_train, cfg.batch_size,
+                                        drop_remainder=self.num_train >= cfg.batch_size) \
             .take(self.steps_per_epoch).skip(skip)
         binarize, seed, packed = self.binarize, cfg.seed, self.packed
 
