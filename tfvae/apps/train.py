@@ -7,7 +7,8 @@
 
 Defaults: Fashion-MNIST binarized at 0.5 (the benchmark protocol's FMNIST-bin), a VAE with
 a full-covariance Gaussian posterior and a Bernoulli decoder, latent 32, MLP 784-512-256,
-Adam 1e-3, batch 128, 10 epochs, the train step XLA-compiled. Settings come from `--set`
+Adam 1e-3, batch 128, 10 epochs, the KL weight warmed up from 0 over the first half of the
+run (`--kl-warmup`), the train step XLA-compiled. Settings come from `--set`
 and the flags, then the `--config` TOML preset (run settings at its top level, the model in
 its [model], [posterior], [likelihood], [prior] tables and [[terms]]; see `tfvae.recipe`),
 then the defaults.
