@@ -6,6 +6,7 @@ import types
 
 import numpy as np
 
+from tfvae import validation
 from tfvae.apps import _cli
 from tfvae.apps._run_dir import default_run_name, run_identity
 from tfvae.apps._train_args import check_model_size
@@ -58,7 +59,7 @@ def with_kl_warmup(cfg, recipe, total_steps):
     if _warmup_kind(recipe) == "warmup_steps":
         model["warmup_steps"] = steps
     else:
-        beta = float(model.pop("beta", 1.0))
+        beta = validation.non_negative(model.pop("beta", 1.0), "beta")
         tree["terms"] = ["reconstruction", {"name": "kl", "weight": {
             "schedule": "linear", "start": 0.0, "end": beta, "steps": steps}}]
     return Recipe.from_tree({"model": {"name": recipe.name, **model}, **tree})
@@ -76,8 +77,8 @@ def build_model(cfg, recipe, data):
     untouched)."""
     check_model_size(recipe, data.image_shape, min(cfg.batch_size, data.num_train))
     where = f"cannot build model {recipe.name!r}: "
-    recipe = with_kl_warmup(cfg, recipe, total_steps(cfg, data))
     with _cli.user_errors(where):
+        recipe = with_kl_warmup(cfg, recipe, total_steps(cfg, data))
         try:
             model = recipe.build(data.image_shape, cfg.seed, dataset_size=data.num_train)
         except MemoryError as e:
