@@ -530,12 +530,14 @@ def test_app_flags_reach_the_models():
 
     def build(argv):
         cfg, recipe, _ = train_app.parse(argv + ["--latent-dim", "4", "--hidden-units", "32"])
-        data = types.SimpleNamespace(image_shape=(28, 28, 1), num_train=1000,
+        data = types.SimpleNamespace(image_shape=(28, 28, 1), num_train=1000, steps_per_epoch=8,
                                      test_images=np.zeros((2, 28, 28, 1), np.float32))
         return train_app.build_model(cfg, recipe, data).get_config()
 
     assert build(["--model", "beta_vae"])["beta"] == 4.0     # the model's default beta
-    assert build(["--model", "beta_vae", "--beta", "2", "--warmup-steps", "10"])["beta"] == 2.0
+    assert build(["--model", "beta_vae"])["warmup_steps"] == 40  # half of 10 epochs x 8 steps
+    config = build(["--model", "beta_vae", "--beta", "2", "--warmup-steps", "10"])
+    assert (config["beta"], config["warmup_steps"]) == (2.0, 10)  # its own warm-up is kept
     config = build(["--model", "beta_tcvae", "--tc-weight", "3", "--estimator", "mws",
                     "--mi-weight", "0.5"])
     assert (config["tc_weight"], config["mi_weight"], config["estimator"],
