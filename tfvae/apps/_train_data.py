@@ -43,9 +43,10 @@ def validation_size(cfg, num_train):
 
 def train_batches(num_train, batch_size):
     """Training steps per epoch: whole batches only, so every step has one static shape and
-    XLA compiles the train step once (a last partial batch is a second shape: a second
-    compilation, seconds and ~100 MB of peak memory). Each epoch's shuffle drops different
-    images. A training set smaller than a batch is one partial batch."""
+    XLA compiles the train step once (a last partial batch is a second shape, so a second
+    compilation, which costs time and raises the peak memory; benchmarks/README.md, "The
+    main job's memory"). Each epoch's shuffle drops different images. A training set
+    smaller than a batch is one partial batch."""
     return max(num_train // batch_size, 1)
 
 
