@@ -10,7 +10,7 @@ from tfvae import validation
 from tfvae.apps import _cli
 from tfvae.apps._run_dir import default_run_name, run_identity
 from tfvae.apps._train_args import check_model_size
-from tfvae.apps._train_data import train_batches, validation_size
+from tfvae.apps._train_data import steps_per_epoch, validation_size
 from tfvae.recipe import Recipe
 
 
@@ -109,10 +109,9 @@ def dry_run(cfg, recipe):
     total = DRY_RUN_SIZES.get(cfg.dataset, 60000)
     held = validation_size(cfg, total)
     num_train = min(cfg.limit or total, total - held)
-    batches = train_batches(num_train, cfg.batch_size)
     stand_in = types.SimpleNamespace(  # what build_model and run_identity read of Data
         image_shape=shape, num_train=num_train, binarize=binarize,
-        steps_per_epoch=min(cfg.steps_per_epoch or batches, batches),
+        steps_per_epoch=steps_per_epoch(cfg, num_train),
         test_images=np.zeros((2, *shape), np.float32))
     model = build_model(cfg, recipe, stand_in)
     identity = run_identity(cfg, recipe, stand_in)

@@ -50,6 +50,13 @@ def train_batches(num_train, batch_size):
     return max(num_train // batch_size, 1)
 
 
+def steps_per_epoch(cfg, num_train):
+    """The steps of an epoch: the whole batches (`train_batches`), capped by
+    --steps-per-epoch."""
+    batches = train_batches(num_train, cfg.batch_size)
+    return min(cfg.steps_per_epoch or batches, batches)
+
+
 def eval_batch_size(num, batch_size):
     """The batch size for evaluating `num` images: the largest size from `batch_size` down
     to half of it that divides `num` (125 for 5,000 and 10,000 at 128), so every batch has
@@ -97,8 +104,7 @@ class Data:
             test_x, test_y = test_x[:cfg.test_limit], test_y[:cfg.test_limit]
         self.image_shape = tuple(int(s) for s in test_x.shape[1:])
         self.num_train = len(train_x)
-        self.batches = train_batches(self.num_train, cfg.batch_size)
-        self.steps_per_epoch = min(cfg.steps_per_epoch or self.batches, self.batches)
+        self.steps_per_epoch = steps_per_epoch(cfg, self.num_train)
         self._train = tfvae.data.host_tensor(train_x)  # uint8 [N, H, W, C]; gathered per batch
         del train_x
         # The test set gets one fixed binarization, so validation numbers compare across epochs.
