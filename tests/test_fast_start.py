@@ -157,3 +157,44 @@ def test_malloc_arenas_are_capped_only_before_tensorflow_and_never_over_the_user
     glibc = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None
     expected = "True False" if glibc and not user_value else "False False"
     assert proc.stdout.split("\n")[-2] == expected, proc.stdout
+
+
+# Allocates a 6 MiB block, frees it, allocates it again and prints whether the threshold
+# was set and how many more blocks glibc holds by mmap during the second allocation.
+_MMAP_PROBE = """\
+import ctypes, sys
+from tfvae.apps import _cli
+libc = ctypes.CDLL(None)
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split())]
+libc.mallinfo2.restype = Info
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+fixed = _cli.fix_mmap_threshold() if sys.argv[1] == "fix" else False
+libc.free(libc.malloc(6 << 20))
+before = libc.mallinfo2().hblks
+block = libc.malloc(6 << 20)
+print(fixed, libc.mallinfo2().hblks - before)
+libc.free(block)
+"""
+
+
+@pytest.mark.parametrize("case,expected", [("fix", "True 1"), ("glibc", "False 0"),
+                                           ("user", "False 1")])
+def test_the_mmap_threshold_stays_fixed_unless_the_user_set_it(case, expected, tmp_path):
+    # glibc's dynamic threshold serves a freed 6 MiB block's next request from the heap (0
+    # more mapped blocks); fixed at 4 MiB, it is mapped again (1); the user's
+    # MALLOC_MMAP_THRESHOLD_ (also fixed, 128 KiB) is left as it is.
+    glibc = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None
+    if not glibc or tuple(map(int, glibc.split()[-1].split(".")[:2])) < (2, 33):
+        pytest.skip("needs glibc >= 2.33 (mallinfo2)")
+    env = {k: v for k, v in os.environ.items()
+           if k != "MALLOC_MMAP_THRESHOLD_" and k != "GLIBC_TUNABLES"}
+    if case == "user":
+        env["MALLOC_MMAP_THRESHOLD_"] = "131072"
+    proc = subprocess.run([sys.executable, "-c", _MMAP_PROBE, "glibc" if case == "glibc"
+                           else "fix"], capture_output=True, text=True, env=env, timeout=60,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[-2] == expected, proc.stdout
