@@ -381,6 +381,31 @@ def test_every_batch_of_a_split_has_one_shape():
     assert sizes == {51, 64}  # 204 validation images in 4 x 51, 128 test images in 2 x 64
 
 
+@pytest.mark.parametrize("binarize", ["static", "dynamic", "none"])
+def test_the_held_splits_are_uint8_and_read_as_their_float_conversion(binarize):
+    # Validation and test images are held as uint8 and converted per batch: the batches and
+    # the NumPy-side reads equal converting the raw images at once, for each binarization.
+    from tfvae.apps._train_data import Data  # noqa: PLC0415
+    cfg, recipe, _ = train_app.parse(TINY + ["--binarize", binarize])
+    data = Data(cfg, recipe.default("likelihood"))
+    raw = tfvae.data.load_arrays("synthetic", "test")[0][:128]  # TINY: --test-limit 128
+    x = raw.astype(np.float32) / 255.0
+    if binarize == "static":
+        expected = (x > 0.5).astype(np.float32)
+    elif binarize == "dynamic":  # one draw, seeded by --seed, the same every epoch
+        u = np.random.default_rng(cfg.seed).random(raw.shape, dtype=np.float32)
+        expected = (u < x).astype(np.float32)
+    else:
+        expected = x
+    assert data.test_images.uint8.dtype == np.uint8 and data.test.element_spec.dtype == tf.float32
+    batches = np.concatenate([b.numpy() for b in data.test])
+    np.testing.assert_array_equal(batches, expected)
+    np.testing.assert_array_equal(np.asarray(data.test_images), expected)
+    np.testing.assert_array_equal(data.test_images[3:5], expected[3:5])
+    assert len(data.test_images) == len(expected) and data.test_images.shape == expected.shape
+    assert binarize == "none" or 0.05 < expected.mean() < 0.95  # a conversion that can differ
+
+
 def test_the_validation_split_is_held_out_of_training_and_seeded():
     from tfvae.apps._train_data import Data  # noqa: PLC0415
 
