@@ -8,8 +8,7 @@ Builds the protocol's VAE (MLP 784-512-256, latent 32, Bernoulli) on 4096 random
 images, compiles it and prints RSS / peak RSS in MB (VmRSS / VmHWM, exact) after building,
 after the first `fit` call (tracing and compiling), after one more epoch, and after
 `malloc_trim(0)` hands glibc's free pages back (what is left then is held, not cached).
-Malloc arenas are capped and the mmap threshold fixed as the apps do
-(`tfvae.apps._cli.limit_malloc_arenas`, `fix_mmap_threshold`).
+Malloc arenas are capped as the apps cap them (`tfvae.apps._cli.limit_malloc_arenas`).
 """
 
 import argparse
@@ -31,7 +30,6 @@ def main(argv=None):
     args = p.parse_args(argv)
     from tfvae.apps import _cli
     _cli.limit_malloc_arenas()
-    _cli.fix_mmap_threshold()
     import numpy as np
     import tfvae
     from tfvae._tf import tfk

@@ -4,8 +4,7 @@
     python benchmarks/memory_profile.py --epochs 1 -- --strategy mirrored --devices 2 --no-jit
 
 Runs the train app in this process, as `python -m tfvae.apps.train` runs it (malloc arenas
-capped before TensorFlow is imported and the mmap threshold fixed, as the apps do;
-`--no-arena-cap` / `--no-mmap-threshold` to compare without either; arguments after
+capped before TensorFlow is imported; `--no-arena-cap` to compare without; arguments after
 `--` go to the app; each run gets a fresh --logdir/--export-dir in a temporary folder) and
 prints one result line (common.report) with the resident set size and its peak (VmRSS,
 VmHWM from /proc/self/status, exact for this process) after each phase:
@@ -50,14 +49,10 @@ def main(argv=None):
     p.add_argument("--no-arena-cap", action="store_true",
                    help="leave glibc's malloc arenas at its default (the apps cap them at "
                         "tfvae.apps._cli.MALLOC_ARENAS, as this script does otherwise)")
-    p.add_argument("--no-mmap-threshold", action="store_true",
-                   help="leave glibc's mmap threshold dynamic (the apps fix it at "
-                        "tfvae.apps._cli.MMAP_THRESHOLD, as this script does otherwise)")
     args = p.parse_args(own)
 
     from tfvae.apps import _cli  # noqa: PLC0415  (imports no TensorFlow)
     capped = False if args.no_arena_cap else _cli.limit_malloc_arenas()
-    fixed = False if args.no_mmap_threshold else _cli.fix_mmap_threshold()
     phases = {}
     from tfvae.apps import _train_data  # noqa: PLC0415
     from tfvae.apps import train as train_app  # noqa: PLC0415
@@ -87,7 +82,6 @@ def main(argv=None):
     steady = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else times[0]
     report(contender="tfvae_train_app", argv=extra, epochs=args.epochs,
            malloc_arenas=_cli.MALLOC_ARENAS if capped else "glibc default",
-           mmap_threshold=_cli.MMAP_THRESHOLD if fixed else "glibc default (dynamic)",
            train_images_per_s=min(result.data.num_train,
                                   result.data.steps_per_epoch * cfg.batch_size) / steady,
            rss_mb={k: v[0] for k, v in phases.items()},

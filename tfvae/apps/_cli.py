@@ -62,10 +62,6 @@ def quiet_devices(argv):
 _M_ARENA_MAX = -8
 #: arenas the apps allow (glibc's default is 8 per core)
 MALLOC_ARENAS = 2
-#: glibc's mallopt parameter for the size from which malloc serves a request with mmap
-_M_MMAP_THRESHOLD = -3
-#: the apps' fixed mmap threshold, bytes (glibc's starts at 128 KiB and moves, see below)
-MMAP_THRESHOLD = 4 << 20
 
 
 def limit_malloc_arenas(arenas=MALLOC_ARENAS):
@@ -88,29 +84,6 @@ def limit_malloc_arenas(arenas=MALLOC_ARENAS):
     return bool(mallopt(_M_ARENA_MAX, int(arenas)))
 
 
-def fix_mmap_threshold(threshold=MMAP_THRESHOLD):
-    """Fixes glibc's mmap threshold at `threshold` bytes, as MALLOC_MMAP_THRESHOLD_ would.
-
-    By default glibc raises the threshold to the size of every mmapped block that is
-    freed (up to 32 MiB), so the XLA step's per-call buffers move from mmap into the heap
-    after the first calls, where they fragment it: the main job's RSS then crept up by
-    ~80 MB in steps during its first epoch, to its peak (benchmarks/README.md). A fixed
-    threshold turns that adjustment off; blocks above it are mapped and unmapped as
-    asked. Does nothing when the user set MALLOC_MMAP_THRESHOLD_ or the tunable
-    glibc.malloc.mmap_threshold (which glibc obeys), or off glibc. Returns whether it was
-    set.
-    """
-    if ("MALLOC_MMAP_THRESHOLD_" in os.environ
-            or "mmap_threshold" in os.environ.get("GLIBC_TUNABLES", "")):
-        return False
-    try:
-        import ctypes  # noqa: PLC0415
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, int(threshold)))
-
-
 def run_main(prog, fn, argv=None):
     """Calls `fn(argv)`; UsageError -> one stderr line and 2, Ctrl-C -> 130.
 
@@ -119,7 +92,6 @@ def run_main(prog, fn, argv=None):
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     limit_malloc_arenas()
-    fix_mmap_threshold()
     quiet_devices(argv)
     try:
         code = fn(argv)
