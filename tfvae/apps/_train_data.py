@@ -109,9 +109,8 @@ class FloatImages:
 class Data:
     """The run's data: uint8 training images; validation and test images binarized once (so
     their numbers compare across epochs), held as uint8 and seen as float (`FloatImages`);
-    the epoch stream. Validation
-    images are held out of the training split (`validation_size`); the test split is for
-    the end of the run only.
+    the epoch stream. Validation images are held out of the training split
+    (`validation_size`); the test split is for the end of the run only.
 
     Epoch e's order is a shuffle seeded by (seed, e) and a dynamic binarization keyed by
     (seed, e, batch), so any epoch (or its tail) can be rebuilt after a restart.
