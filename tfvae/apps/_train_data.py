@@ -70,18 +70,19 @@ def eval_batch_size(num, batch_size):
 
 
 class FloatImages:
-    """uint8 images seen as float32 in [0, 1] (`uint8 / scale`), converted when indexed:
-    the validation and test splits are held at a quarter of their float size (Fashion-MNIST's
-    15,000 images: 12 MB instead of 47), and the few images a callback shows are converted
-    on the way. The values equal those of converting the whole array at once."""
+    """uint8 grey levels seen as float32 in [0, 1] (`tfvae.data.to_float`, / 255), converted
+    when indexed: the validation and test splits are held at a quarter of their float size
+    (Fashion-MNIST's 15,000 images: 12 MB instead of 47), and the few images a callback
+    shows are converted on the way. Binarized images are held as {0, 255}, so they read as
+    exactly {0, 1}. The values equal those of converting the whole array at once."""
 
-    def __init__(self, tensor, scale):
-        self.tensor, self.scale = tensor, float(scale)  # uint8 host tensor, its one copy
+    def __init__(self, tensor):
+        self.tensor = tensor  # uint8 host tensor, the one copy
         self.uint8 = np.asarray(tensor)  # a NumPy view of it
 
-    def _float(self, images):
-        x = np.asarray(images).astype(np.float32)
-        return x if self.scale == 1.0 else x / np.float32(self.scale)
+    @staticmethod
+    def _float(images):
+        return np.asarray(images).astype(np.float32) / np.float32(255)
 
     @property
     def shape(self):
@@ -99,11 +100,6 @@ class FloatImages:
     def __array__(self, dtype=None, copy=None):
         x = self._float(self.uint8)
         return x if dtype is None else x.astype(dtype)
-
-    def to_float(self, images):
-        """The same conversion in TensorFlow, for batches of `uint8`."""
-        x = tf.cast(images, tf.float32)
-        return x if self.scale == 1.0 else x / self.scale
 
 
 class Data:
@@ -160,7 +156,7 @@ class Data:
         """Float batches of a `FloatImages`, converted from its uint8 tensor per batch."""
         size = eval_batch_size(len(images), self.cfg.batch_size)
         return tf.data.Dataset.from_tensor_slices(images.tensor).batch(size) \
-            .map(images.to_float).prefetch(tf.data.AUTOTUNE)
+            .map(lambda x: tfvae.data.to_float(x, None)).prefetch(tf.data.AUTOTUNE)
 
     def _load_train(self, name):
         """uint8 training images and labels; dSprites' stay bit-packed ([N, 64, 8], 377 MB
@@ -179,17 +175,14 @@ class Data:
         return np.unpackbits(images, axis=-1)[..., None] * np.uint8(255)
 
     def _fixed(self, images):
-        """`FloatImages` of uint8 `images` with their one fixed binarization: {0, 1} (scale 1)
-        when binarized, statically (x / 255 > 0.5 iff x > 127) or by one seeded draw, else
-        the grey levels (scale 255)."""
+        """`FloatImages` of uint8 `images` with their one fixed binarization ({0, 255}):
+        static (x / 255 > 0.5 iff x > 127) or one seeded draw; else the grey levels."""
         if self.binarize == "static":
-            fixed, scale = (images > 127).astype(np.uint8), 1
+            images = np.where(images > 127, np.uint8(255), np.uint8(0))
         elif self.binarize == "dynamic":
             u = np.random.default_rng(self.cfg.seed).random(images.shape, dtype=np.float32)
-            fixed, scale = (u < images.astype(np.float32) / 255.0).astype(np.uint8), 1
-        else:
-            fixed, scale = images, 255
-        return FloatImages(tfvae.data.host_tensor(fixed), scale)
+            images = np.where(u < images.astype(np.float32) / 255.0, np.uint8(255), np.uint8(0))
+        return FloatImages(tfvae.data.host_tensor(images))
 
     def epoch(self, epoch, skip=0):
         """Batches of epoch `epoch` (a scalar tensor or int), after its first `skip`."""
