@@ -73,7 +73,8 @@ def measure(name, args, train_ds, test_images, n_train):
            "aggregate_kl_knn": knn["aggregate_kl"],
            "gaussian_kl_bound": density["gaussian_kl_bound"],
            "active_units": density["active_units"], "method": density["method"],
-           "estimator": density.get("estimator"),
+           "estimator": density.get("estimator"), "batch_size": density.get("batch_size"),
+           "flags": density["flags"] + knn["flags"],
            "epoch_seconds": timer.times,
            "images_per_s": n_train / float(np.median(timer.times[1:] or timer.times)),
            "decomposition_seconds": time.perf_counter() - t0}

@@ -142,6 +142,85 @@ def test_decomposition_of_a_finite_split_matches_numpy(linear, estimator):
         assert abs(values.mean() - mean) < 4 * se / 2, (key, values.mean(), mean, se)
 
 
+class SharpPosterior(Posterior):
+    """q(z|x) = N(vec(x), SHARP^2 I) in 8 dimensions: MI ~11 nats, beyond log N of any split
+    used here, so the minibatch estimators' bias (~exp(MI) / M) is large."""
+
+    def __init__(self, **kwargs):
+        super().__init__(8, **kwargs)
+
+    @staticmethod
+    def params_size(latent_dim):
+        return 0
+
+    def call(self, h):
+        return tfd.MultivariateNormalDiag(h, tf.fill(tf.shape(h), SHARP))
+
+
+SHARP = 0.25
+
+
+@pytest.fixture(scope="module")
+def sharp():
+    shape = (2, 4, 1)
+    model = tfvae.VAE(latent_dim=8, posterior=SharpPosterior(), likelihood="normal",
+                      input_shape=shape, hidden_units=(8,),
+                      encoder=tfk.Sequential([tfk.layers.Flatten(input_shape=shape)]), seed=0)
+    x = np.random.default_rng(7).normal(size=(800, 8))
+    return model, x
+
+
+def test_auto_sums_exactly_where_minibatches_turn_tc_negative(sharp, monkeypatch, caplog):
+    model, x = sharp
+    images = x.reshape(-1, 2, 4, 1).astype(np.float32)
+    # NumPy's decomposition of this split's aggregate posterior (800 bumps of sd 0.25 in 8-D:
+    # MI near log 800 = 6.7, and the rest of the rate as TC, ~3 nats).
+    oracle = mixture_decomposition(x, SHARP, per_component=2)
+    assert oracle["tc"][0] > 2
+    auto = dec.elbo_decomposition(model, images, batch_size=50, seed=3)
+    assert auto["estimator"] == "exact" and auto["batch_size"] == 800
+    for key in ("mi", "tc", "dim_kl"):
+        se = np.hypot(auto["standard_errors"][key], oracle[key][1] / np.sqrt(1600))
+        assert abs(auto[key] - oracle[key][0]) < 4 * se, (key, auto[key], oracle[key], se)
+    assert auto["flags"] == []
+    # The aggregate over a large population (N = 1e6, as a training set's), whose TC is 0
+    # (q(z) = N(0, (1 + SHARP^2) I)), in batches of 50: log q(z) misses the few examples
+    # whose posteriors overlap z, so TC reads negative, and the result says why.
+    population = {"estimator": "mss", "batch_size": 50, "dataset_size": 10**6, "seed": 3}
+    mss = dec.elbo_decomposition(model, images, **population)
+    assert mss["batch_size"] == 50 and mss["tc"] < -1, mss["tc"]
+    assert any(f.startswith("tc estimate") and "mss minibatch estimator (batches of 50)" in f
+               for f in mss["flags"]), mss["flags"]
+    # Beyond EXACT_MAX_EXAMPLES, "auto" is the minibatch estimator, and says so.
+    monkeypatch.setattr(dec, "EXACT_MAX_EXAMPLES", 799)
+    auto = dec.elbo_decomposition(model, images, **{**population, "estimator": "auto"})
+    assert auto["estimator"] == "mss" and auto["flags"] == mss["flags"]
+    # The callback warns once per negative quantity, not every epoch.
+    callback = callbacks.DecompositionCallback(images, num_examples=None, **population)
+    callback.set_model(model)
+    with caplog.at_level("WARNING", logger="tfvae.callbacks.decomposition"):
+        callback.on_epoch_end(0, {})
+        callback.on_epoch_end(1, {})
+    warned = [r.getMessage() for r in caplog.records if "decomposition: tc estimate" in r.message]
+    assert len(warned) == 1 and "Epoch 1" in warned[0], warned
+
+
+def test_negative_flags_name_the_cause():
+    exact = {"estimator": "exact", "num_examples": 1000, "batch_size": 1000,
+             "standard_errors": {"tc": 0.1, "mi": 0.1}, "tc": -0.05, "mi": -0.5}
+    flags = dec.negative_flags(exact, 32)
+    assert len(flags) == 2
+    assert flags[0].startswith("mi estimate -0.500") and "5.0 standard errors below 0" in \
+        flags[0] and "more than Monte-Carlo noise" in flags[0]
+    assert flags[1].startswith("tc estimate -0.050") and \
+        "Monte-Carlo noise, 0.5 standard errors below 0" in flags[1]
+    knn = {"estimator": "knn(k=3)", "num_examples": 1000, "aggregate_kl": -2.0, "mi": 1.0}
+    assert dec.negative_flags(knn, 32) == [
+        "aggregate_kl estimate -2.000 < 0, which the true aggregate_kl cannot be: the kNN "
+        "entropy estimates are biased at n = 1000 in D = 32; compare models at equal n and D"]
+    assert dec.negative_flags({**exact, "tc": 0.0, "mi": 0.2}, 32) == []
+
+
 def test_knn_method_matches_closed_forms(linear):
     model, x = linear
     closed = closed_forms()

@@ -228,6 +228,21 @@ def test_run_summary_names_elbo_and_paths(trained):
     assert any(line.startswith("Starting run") for line in trained.lines)
 
 
+def test_summary_labels_minibatch_terms_and_their_negative_bias():
+    from tfvae.apps import _train_report
+    model = MODELS.get("beta_tcvae")(latent_dim=3, hidden_units=(8,), dataset_size=55000,
+                                     input_shape=(28, 28, 1))
+    metrics = {"elbo": -120.0, "mi": 7.5, "tc": -0.99, "dim_kl": 4.0, "kl": 11.0}
+    line = _train_report.minibatch_terms_line(model, metrics, 125)
+    assert line.startswith("mi, tc, dim_kl: mss minibatch estimates (test batches of 125, "
+                           "N = 55000)"), line
+    assert line.endswith("Below 0 from that bias, not a negative divergence: tc -0.99"), line
+    assert "Below 0" not in _train_report.minibatch_terms_line(model, {**metrics, "tc": 0.5},
+                                                               125)
+    vae = MODELS.get("vae")(latent_dim=3, hidden_units=(8,), input_shape=(28, 28, 1))
+    assert _train_report.minibatch_terms_line(vae, metrics, 125) is None
+
+
 def test_sample_app_writes_grids(trained, tmp_path, capsys):
     out = tmp_path / "samples.png"
     assert sample_app.main(["--model", trained.export_path, "--num", "10", "--out",

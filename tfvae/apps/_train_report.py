@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from tfvae._tf import tfk
+from tfvae.apps._train_data import eval_batch_size
 
 # The closing log-likelihood of a model without a posterior density (AVB): importance
 # samples per image and images (the first of the test split); ~1 min on 2 CPU cores.
@@ -52,6 +53,24 @@ def closing_log_likelihood(model, images):
             f"± {log_px.std() / math.sqrt(len(x)):.2f} nats per image")
 
 
+def minibatch_terms_line(model, metrics, batch_size):
+    """What the objective's minibatch MI / TC / dimension-wise KL numbers are (beta-TCVAE),
+    and which of them read below 0 because of the estimator's bias; None without them."""
+    from tfvae.objectives.tc import MinibatchDecompositionTerm  # noqa: PLC0415
+    terms = [t for t in getattr(model, "terms", ())
+             if isinstance(t, MinibatchDecompositionTerm) and t.name in metrics]
+    if not terms:
+        return None
+    line = (f"{', '.join(t.name for t in terms)}: {terms[0].estimator} minibatch estimates "
+            f"(test batches of {batch_size}, N = {terms[0].dataset_size}), MI biased high and TC "
+            "low by ~exp(MI) / M; the validation decomposition (TensorBoard, "
+            "4_decomposition) sums exactly")
+    negative = [f"{t.name} {metrics[t.name]:.2f}" for t in terms if metrics[t.name] <= -0.005]
+    if negative:
+        line += f". Below 0 from that bias, not a negative divergence: {', '.join(negative)}"
+    return line
+
+
 def summary(cfg, result):
     """The closing lines: test metrics, speed, where everything went."""
     m = result.metrics
@@ -65,6 +84,10 @@ def summary(cfg, result):
             "Test ELBO estimate (the critic's, not a bound: biased either way)"
         lines.append(f"{label}: {m['elbo']:.2f} nats per image{extra}; "
                      + ", ".join(f"{k} {v:.2f}" for k, v in m.items() if k != "elbo"))
+        terms_line = minibatch_terms_line(result.model, m, eval_batch_size(
+            len(result.data.test_images), cfg.batch_size))
+        if terms_line:
+            lines.append(terms_line)
         if not result.model.has_density:
             lines.append(closing_log_likelihood(result.model, result.data.test_images))
     else:

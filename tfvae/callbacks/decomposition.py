@@ -21,7 +21,10 @@ class DecompositionCallback(tfk.callbacks.Callback):
     `log_dir`; if `add_to_logs`, they also go into the epoch's `logs` as
     `decomposition_<key>`, so History and CSV loggers (and Keras' TensorBoard callback, if it
     runs after this one) see them. Non-finite values (the MI of a point mass) are skipped.
-    If the model cannot be decomposed, the callback warns once and stops.
+    The estimator used is logged once (with its minibatch size, if not exact), and each
+    estimate that falls below 0 (see `elbo_decomposition`'s "flags") is warned about the
+    first time it does. If the model cannot be decomposed, the callback warns once and
+    stops.
 
     Args:
         data: images or a dataset (usually the validation split).
@@ -48,6 +51,7 @@ class DecompositionCallback(tfk.callbacks.Callback):
         self._writer = writer
         self._owns_writer = False
         self._disabled = False
+        self._flagged = set()
 
     def _get_writer(self):
         if self._writer is None and self.log_dir is not None:
@@ -64,7 +68,15 @@ class DecompositionCallback(tfk.callbacks.Callback):
             log.warning("Decomposition disabled for model %r: %s", self.model.name, e)
             self._disabled = True
             return
+        if self.last is None:
+            log.info("Decomposition of %d examples: %s", values["num_examples"],
+                     describe_estimator(values))
         self.last = values
+        for flag in values.get("flags", ()):
+            key = flag.split()[0]
+            if key not in self._flagged:
+                self._flagged.add(key)
+                log.warning("Epoch %d, decomposition: %s", epoch + 1, flag)
         scalars = {key: float(values[key]) for key in KEYS
                    if key in values and np.isfinite(values[key])}
         writer = self._get_writer()
@@ -81,6 +93,17 @@ class DecompositionCallback(tfk.callbacks.Callback):
             self._writer.close()
             self._writer = None
             self._owns_writer = False
+
+
+def describe_estimator(values):
+    """What an `elbo_decomposition` result's numbers are, in a few words."""
+    estimator = values.get("estimator", "")
+    if estimator == "exact":
+        return "exact sums over all examples (unbiased; one posterior sample per example)"
+    if "batch_size" in values:
+        return (f"{estimator} minibatch estimates, batches of at least {values['batch_size']} "
+                "(MI biased high, TC low, by ~exp(MI) / M)")
+    return f"{estimator} entropy estimates (biased at finite n in high D)"
 
 
 @register_callback("elbo_decomposition")

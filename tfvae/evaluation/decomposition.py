@@ -13,7 +13,11 @@ Two methods, picked by the posterior (`method="auto"`):
   example, and log q(z_i), log q(z_id) from the minibatch estimators of `tfvae.aggregate`
   ("mss" or "mws", with N = the split's size), or `estimator="exact"`: the full
   logsumexp over all N examples, O(N^2 D), exact for the split's aggregate posterior up to
-  the one-sample Monte Carlo over z. `kl` is the analytic E_x KL(q(z|x) || p(z)).
+  the one-sample Monte Carlo over z (unbiased; its standard errors are reported).
+  `estimator="auto"` (the default) is "exact" up to EXACT_MAX_EXAMPLES examples and "mss"
+  beyond, with the minibatch size reported: at realistic MI the minibatch estimates are
+  biased by ~exp(MI) / M (MI high, TC low; see `tfvae.aggregate`), enough to turn a TC of
+  a few nats negative at M = 500. `kl` is the analytic E_x KL(q(z|x) || p(z)).
 - **"knn"** (any posterior, needed for point masses and implicit posteriors): the codes
   z_i ~ q(z|x_i) are treated as samples of q(z), and the entropies of q(z) and of each
   q(z_d) are estimated by `tfvae.evaluation.knn.knn_entropy`:
@@ -33,6 +37,9 @@ mixture of N posteriors, so I_q(x; z) <= H(x) = log N. A model whose E_x KL(q(z|
 exceeds log N has posteriors that barely overlap on the split: its MI estimate sits at
 log N and the remainder of the rate shows up as KL(q(z) || p(z)), almost all of it as TC
 (the joint of N narrow bumps is spiky; each 1-D marginal of N bumps is smooth).
+
+MI, TC, the dimension-wise KL and the aggregate KL are all >= 0; an estimate below 0 is
+reported in `flags` with its cause (Monte-Carlo noise, the minibatch bias, the kNN bias).
 
 Both methods also report `gaussian_kl_bound`, KL(N(m, S) || p(z)) for the codes' mean m and
 covariance S (see `gaussian_kl_bound`): a lower bound on KL(q(z) || N(0, I)) for *any* q(z)
@@ -61,6 +68,11 @@ from tfvae.evaluation.knn import knn_entropy
 from tfvae.seeds import stateless_seed
 
 METHODS = ("auto", "minibatch", "knn")
+#: the largest split `estimator="auto"` decomposes exactly (O(N^2 D)): ~2 s at N = 1000 and
+#: ~35 s at N = 5000 for a 32-D full-covariance posterior on 2 CPU cores
+EXACT_MAX_EXAMPLES = 5000
+#: the quantities whose true value is >= 0 (a KL or a mutual information)
+NON_NEGATIVE = ("mi", "tc", "dim_kl", "aggregate_kl")
 #: samples whose pairwise [rows, M, D] log-densities are built at once: eager mode keeps
 #: several such temporaries alive, 4 MB each at M = 500, D = 32 (all 500 rows: ~250 MB of
 #: peak RSS in a training run's epoch-end diagnostics)
@@ -181,39 +193,49 @@ def _batches(n, batch_size):
 
 
 def _minibatch(model, images, samples, estimator, batch_size, dataset_size, seed):
-    """mi, tc, dim_kl per example [N] from the minibatch estimators or the exact sum."""
+    """(mi, tc, dim_kl per example [N], the smallest batch the estimates used) from the
+    minibatch estimators, or the exact sum (whose "batch" is the whole split)."""
     if estimator == "exact":
-        return _exact(model, images, samples, batch_size)
+        return _exact(model, images, samples, batch_size), len(images)
     parts = {"mi": [], "tc": [], "dim_kl": []}
     # The estimators assume each batch's other examples are uniform draws from the split:
     # shuffle, in case the split is ordered (say, by class).
     order = np.random.default_rng(seed).permutation(len(images))
-    for start, stop in _batches(len(images), batch_size):
+    batches = _batches(len(images), batch_size)
+    for start, stop in batches:
         index = order[start:stop]
         q_z = model.encode(images[index])
         d = minibatch_decomposition(q_z, samples[index], model.prior, dataset_size,
                                     estimator, rows=PAIRWISE_ROWS)
         for key in parts:
             parts[key].append(d[key].numpy()[0])
-    return {key: np.concatenate(v) for key, v in parts.items()}
+    return ({key: np.concatenate(v) for key, v in parts.items()},
+            int(min(stop - start for start, stop in batches)))
 
 
 def _exact(model, images, samples, chunk):
-    """log q(z_i) = logsumexp_n log q(z_i|x_n) - log N over the whole split: O(N^2 D)."""
+    """log q(z_i) = logsumexp_n log q(z_i|x_n) - log N over the whole split: O(N^2 D).
+
+    Rows of PAIRWISE_ROWS samples at a time against every example, each row block one call
+    of a traced function (eager TFP calls cost ~3x the arithmetic at N = 1000)."""
     n = len(images)
     q_parts = [model.encode(images[s:s + chunk]) for s in range(0, n, chunk)]
+    marg_parts = [gaussian_marginals(q_z) for q_z in q_parts]
+
+    @tf.function(reduce_retracing=True)
+    def rows(z):
+        z = z[:, None, :]
+        joint = tf.concat([q_z.log_prob(z) for q_z in q_parts], 1)            # [r, N]
+        marg = tf.concat([q_d.log_prob(z) for q_d in marg_parts], 1)          # [r, N, D]
+        return (tf.reduce_logsumexp(joint, 1) - math.log(n),
+                tf.reduce_logsumexp(marg, 1) - math.log(n))
+
     log_qz = np.empty(n)
     log_qz_marg = np.empty((n, samples.shape[1]))
     for s in range(0, n, PAIRWISE_ROWS):
-        z = tf.constant(samples[s:s + PAIRWISE_ROWS])
-        joint, marg = [], []
-        for q_z in q_parts:
-            joint.append(q_z.log_prob(z[:, None, :]))                        # [c, c']
-            marg.append(gaussian_marginals(q_z).log_prob(z[:, None, :]))     # [c, c', D]
-        log_qz[s:s + PAIRWISE_ROWS] = (tf.reduce_logsumexp(tf.concat(joint, 1), 1)
-                                       - math.log(n)).numpy()
-        log_qz_marg[s:s + PAIRWISE_ROWS] = (tf.reduce_logsumexp(tf.concat(marg, 1), 1)
-                                            - math.log(n)).numpy()
+        joint, marg = rows(tf.constant(samples[s:s + PAIRWISE_ROWS]))
+        log_qz[s:s + PAIRWISE_ROWS] = joint.numpy()
+        log_qz_marg[s:s + PAIRWISE_ROWS] = marg.numpy()
     log_qz_x = np.concatenate([q.log_prob(samples[s:s + chunk]).numpy()
                                for q, s in zip(q_parts, range(0, n, chunk))])
     log_pz_marg = gaussian_marginals(model.prior).log_prob(samples).numpy()
@@ -236,7 +258,7 @@ def _knn(model, samples, k):
 
 # ---------------------------------------------------------------------------- API
 
-def elbo_decomposition(model, data, method="auto", estimator="mss", batch_size=500,
+def elbo_decomposition(model, data, method="auto", estimator="auto", batch_size=500,
                        num_examples=None, dataset_size=None, k=3, seed=0):
     """Index-code MI, total correlation, dimension-wise KL and active units over a split.
 
@@ -245,7 +267,8 @@ def elbo_decomposition(model, data, method="auto", estimator="mss", batch_size=5
         data: images [N, H, W, C] or a tf.data.Dataset of x or (x, y) batches.
         method: "minibatch", "knn" or "auto" ("minibatch" when the posterior has a Gaussian
             density, else "knn"). Default value: "auto".
-        estimator: for "minibatch": "mss", "mws" or "exact". Default value: "mss".
+        estimator: for "minibatch": "exact", "mss", "mws" or "auto" ("exact" for up to
+            EXACT_MAX_EXAMPLES examples, else "mss"). Default value: "auto".
         batch_size: examples per minibatch (>= 2) and per encoder call. Default value: 500.
         num_examples: use the first `num_examples` of `data`. Default value: all.
         dataset_size: N of the aggregate posterior for "mss"/"mws". Default value: the
@@ -257,11 +280,16 @@ def elbo_decomposition(model, data, method="auto", estimator="mss", batch_size=5
     Returns:
         dict of floats in nats: "mi", "tc", "dim_kl", "aggregate_kl" (= tc + dim_kl, the
         estimate of KL(q(z) || p(z))), "kl" (E_x KL(q(z|x) || p(z))), "gaussian_kl_bound",
-        and "active_units" (an int); and "method", "estimator", "num_examples".
+        and "active_units" (an int); "method", "estimator", "num_examples"; for the
+        "minibatch" method "batch_size" (the smallest number of examples an estimate
+        summed over: N for "exact") and "standard_errors" ({"mi", "tc", "dim_kl",
+        "aggregate_kl"}: the Monte-Carlo standard error of each mean over examples, not
+        counting a minibatch estimator's bias); and "flags", one line for each of mi, tc,
+        dim_kl, aggregate_kl whose estimate is below 0, naming the cause.
         kl ~= mi + aggregate_kl up to Monte-Carlo noise for the "minibatch" method.
     """
     validation.choice(method, "method", METHODS)
-    validation.choice(estimator, "estimator", (*ESTIMATORS, "exact"))
+    validation.choice(estimator, "estimator", (*ESTIMATORS, "exact", "auto"))
     batch_size = validation.integer(batch_size, "batch_size", minimum=2)
     k = validation.positive_int(k, "k")
     images = collect_images(data, num_examples)
@@ -279,10 +307,15 @@ def elbo_decomposition(model, data, method="auto", estimator="mss", batch_size=5
               "gaussian_kl_bound": gaussian_kl_bound(samples),
               "method": method, "num_examples": n}
     if method == "minibatch":
+        if estimator == "auto":
+            estimator = "exact" if n <= EXACT_MAX_EXAMPLES else "mss"
         dataset_size = n if dataset_size is None else check_dataset_size(dataset_size)
-        parts = _minibatch(model, images, samples, estimator, batch_size, dataset_size, seed)
+        parts, result["batch_size"] = _minibatch(model, images, samples, estimator,
+                                                 batch_size, dataset_size, seed)
+        parts["aggregate_kl"] = parts["tc"] + parts["dim_kl"]
         result.update({key: float(np.mean(v)) for key, v in parts.items()})
-        result["aggregate_kl"] = result["tc"] + result["dim_kl"]
+        result["standard_errors"] = {key: float(np.std(v) / math.sqrt(n))
+                                     for key, v in parts.items()}
         result["kl"] = float(np.mean(kls))
         result["estimator"] = estimator
     else:
@@ -296,7 +329,39 @@ def elbo_decomposition(model, data, method="auto", estimator="mss", batch_size=5
             result["mi"] = math.inf if point_mass else math.nan
             result["kl"] = math.inf if point_mass else math.nan
         result["estimator"] = f"knn(k={k})"
+    result["flags"] = negative_flags(result, samples.shape[1])
     return result
+
+
+def negative_flags(values, latent_dim):
+    """One line for each of `NON_NEGATIVE` whose estimate in `values` (an
+    `elbo_decomposition` result) is below 0, which the true quantity cannot be, with the
+    estimator's reason: Monte-Carlo noise (exact; within how many standard errors), the
+    minibatch bias (MI high, TC and the aggregate KL low, ~exp(MI) / M), or the kNN
+    entropies' bias at finite n in high D."""
+    flags = []
+    for key in NON_NEGATIVE:
+        value = values.get(key)
+        if value is None or not value < 0:
+            continue
+        line = f"{key} estimate {value:.3f} < 0, which the true {key} cannot be: "
+        estimator = values.get("estimator", "")
+        se = values.get("standard_errors", {}).get(key)
+        if estimator.startswith("knn"):
+            line += (f"the kNN entropy estimates are biased at n = {values['num_examples']} "
+                     f"in D = {latent_dim}; compare models at equal n and D")
+        elif estimator in ESTIMATORS and key != "mi":
+            line += (f"the {estimator} minibatch estimator (batches of "
+                     f"{values['batch_size']}) is biased low for it, by ~exp(MI) / M; "
+                     "estimator='exact' has no bias")
+        elif se and -value / se > 3:
+            line += (f"{-value / se:.1f} standard errors below 0 (standard error {se:.3f}), "
+                     "more than Monte-Carlo noise explains")
+        else:
+            line += (f"Monte-Carlo noise, {-value / se:.1f} standard errors below 0 "
+                     f"(standard error {se:.3f})" if se else "Monte-Carlo noise")
+        flags.append(line)
+    return flags
 
 
 def _has_gaussian_density(model, x):
