@@ -187,6 +187,11 @@ def test_event_files_hold_scalars_images_histograms_projector_hparams(trained):
         assert set(validation[(f"1_objective/{metric}", "scalars")]) == {0, 1}
     # The decomposition is a validation diagnostic in its own section, not a training metric.
     assert set(validation[("4_decomposition/tc", "scalars")]) == {0, 1}
+    # Each scalar says what it is: the ELBO a bound, the decomposition exact sums.
+    assert "a lower bound on log p(x)" in \
+        validation[("1_objective/elbo", "scalars")][0].metadata.summary_description
+    assert "exact sums for Gaussian posteriors" in \
+        validation[("4_decomposition/tc", "scalars")][1].metadata.summary_description
     assert not any("decomposition" in tag for tag, _ in train_events)
     assert ("5_optimizer/learning_rate", "scalars") in train_events
     # Images: [width, height, png] string tensors; the grids have the documented layout.
@@ -241,6 +246,21 @@ def test_summary_labels_minibatch_terms_and_their_negative_bias():
                                                                125)
     vae = MODELS.get("vae")(latent_dim=3, hidden_units=(8,), input_shape=(28, 28, 1))
     assert _train_report.minibatch_terms_line(vae, metrics, 125) is None
+
+
+def test_scalar_descriptions_say_estimate_bound_or_exact():
+    from tfvae.callbacks.summaries import scalar_description
+    avb = MODELS.get("avb")(latent_dim=3, hidden_units=(8,), input_shape=(28, 28, 1))
+    assert "NOT a bound" in scalar_description("elbo", avb)
+    assert "critic's estimate of KL" in scalar_description("kl", avb)
+    assert "not a bound" in scalar_description("avb", avb)
+    assert "from a critic" in scalar_description("avb_contrast_kl", avb)
+    vae = MODELS.get("vae")(latent_dim=3, hidden_units=(8,), input_shape=(28, 28, 1))
+    assert "a lower bound on log p(x)" in scalar_description("elbo", vae)
+    tcvae = MODELS.get("beta_tcvae")(latent_dim=3, hidden_units=(8,), dataset_size=500,
+                                     input_shape=(28, 28, 1))
+    assert "TC can read below 0" in scalar_description("tc", tcvae)
+    assert scalar_description("learning_rate", vae).endswith("(exact).")
 
 
 def test_sample_app_writes_grids(trained, tmp_path, capsys):

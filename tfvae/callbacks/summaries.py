@@ -137,9 +137,81 @@ def scalar_tag(name):
     return f"2_terms/{name}"
 
 
+#: what each validation decomposition key is (`tfvae.evaluation.elbo_decomposition`)
+DECOMPOSITION = {
+    "mi": "Index-code mutual information I_q(x; z)",
+    "tc": "Total correlation TC(q(z))",
+    "dim_kl": "Dimension-wise KL, sum_d KL(q(z_d) || p(z_d))",
+    "aggregate_kl": "KL(q(z) || p(z)) of the aggregate posterior (tc + dim_kl)",
+    "kl": "E_x KL(q(z|x) || p(z)), analytic where TFP has the closed form",
+    "active_units": "Active units: latents whose posterior mean varies with x (variance > "
+                    "0.01; Burda et al.), an exact count",
+    "gaussian_kl_bound": "KL(N(m, S) || p(z)) for the codes' mean and covariance: a lower "
+                         "bound on KL(q(z) || N(0, I)), estimated (bias-corrected) from one "
+                         "code per image",
+}
+
+
+def _first_paragraph(cls):
+    return " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+
+
+def scalar_description(name, model=None):
+    """What the epoch scalar `name` (without `val_`) is, for TensorBoard's description: the
+    quantity, and whether it is exact, a bound, or an estimate (with its bias)."""
+    epoch_mean = " Epoch mean of the batch means."
+    has_density = getattr(model, "has_density", True)
+    terms = {t.name: t for t in getattr(model, "terms", ())}
+    if name == "loss":
+        return "The objective the optimizer minimizes (the weighted terms), per image." + \
+            epoch_mean
+    if name == "elbo":
+        if not has_density:
+            return ("The critic's ELBO estimate per image (nats): NOT a bound, biased either "
+                    "way; the run summary reports log p(x) by importance sampling.")
+        return ("ELBO per image (nats): a lower bound on log p(x), estimated by Monte Carlo "
+                "over z ~ q(z|x) (unbiased for the bound)." + epoch_mean)
+    if name == "kl" and not has_density:
+        return ("The critic's estimate of KL(q(z|x) || p(z)) per image (nats): not a bound, "
+                "biased either way." + epoch_mean)
+    if name.startswith("decomposition_"):
+        key = name[len("decomposition_"):]
+        return (DECOMPOSITION.get(key, key) + ", over the validation images' aggregate "
+                "posterior: exact sums for Gaussian posteriors up to 5,000 images (unbiased; "
+                "one sample per image), kNN entropy estimates otherwise (biased at finite n "
+                "in high D). Estimates below 0 are logged with their cause.")
+    if "_critic_" in name:
+        return ("A density-ratio critic's own loss or accuracy on its training batches: a "
+                "diagnostic of the critic, not of the model." + epoch_mean)
+    if name == "learning_rate":
+        return "The optimizer's learning rate at the end of the epoch (exact)."
+    if name == "reconstruction":
+        return ("E_q[-log p(x|z)] per image (nats), Monte Carlo over z ~ q(z|x) (unbiased)." +
+                epoch_mean)
+    if name == "kl":
+        return ("KL(q(z|x) || p(z)) per image (nats): analytic where TFP has the closed form, "
+                "else a Monte-Carlo estimate (unbiased)." + epoch_mean)
+    if name in terms:
+        text = _first_paragraph(type(terms[name]))
+        if getattr(terms[name], "estimator", None) in ("mss", "mws"):
+            text += (" Biased: MI high and TC low by ~exp(MI) / M in batches of M, so TC can "
+                     "read below 0 (tfvae.aggregate).")
+        elif getattr(terms[name], "critic", None) is not None:
+            text += " A critic's estimate, not a bound."
+        return text + epoch_mean
+    for term_name, term in terms.items():
+        if name.startswith(term_name + "_"):
+            critic = " (it comes from a critic: an estimate, not a bound)" \
+                if getattr(term, "critic", None) is not None else ""
+            return (f"The {term_name} term's diagnostic `{name[len(term_name) + 1:]}`"
+                    f"{critic}; see {type(term).__name__}." + epoch_mean)
+    return f"The model's metric `{name}`." + epoch_mean
+
+
 class EpochScalarsCallback(tfk.callbacks.Callback):
     """Writes every metric of the epoch's `logs` as a scalar, tagged by `scalar_tag`:
-    `<name>` in the run's `train` sub-run, `val_<name>` in `validation`.
+    `<name>` in the run's `train` sub-run, `val_<name>` in `validation`, each with its
+    `scalar_description` (TensorBoard shows it beside the chart).
 
     It uses the context's writers, one per directory: TensorBoard's Python loader follows
     one event file per directory at a time, so a second live writer there (Keras' own
@@ -168,5 +240,6 @@ class EpochScalarsCallback(tfk.callbacks.Callback):
                         value = float(value)
                     except (TypeError, ValueError):
                         continue
-                    tf.summary.scalar(scalar_tag(key), value, step=epoch)
+                    tf.summary.scalar(scalar_tag(key), value, step=epoch,
+                                      description=scalar_description(key, self.model))
             writer.flush()
