@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from tfvae._tf import tfk
+from tfvae.aggregate import MINIBATCH_BIAS
 from tfvae.apps._train_data import eval_batch_size
 
 # The closing log-likelihood of a model without a posterior density (AVB): importance
@@ -62,9 +63,8 @@ def minibatch_terms_line(model, metrics, batch_size):
     if not terms:
         return None
     line = (f"{', '.join(t.name for t in terms)}: {terms[0].estimator} minibatch estimates "
-            f"(test batches of {batch_size}, N = {terms[0].dataset_size}), MI biased high and TC "
-            "low by ~exp(MI) / M; the validation decomposition (TensorBoard, "
-            "4_decomposition) sums exactly")
+            f"(test batches of {batch_size}, N = {terms[0].dataset_size}), {MINIBATCH_BIAS}; "
+            "the validation decomposition (TensorBoard, 4_decomposition) sums exactly")
     negative = [f"{t.name} {metrics[t.name]:.2f}" for t in terms if metrics[t.name] <= -0.005]
     if negative:
         line += f". Below 0 from that bias, not a negative divergence: {', '.join(negative)}"

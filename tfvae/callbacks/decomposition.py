@@ -8,7 +8,8 @@ import numpy as np
 from tfvae import validation
 from tfvae._tf import tf, tfk
 from tfvae.callbacks.hooks import register_callback
-from tfvae.evaluation.decomposition import KEYS, collect_images, elbo_decomposition
+from tfvae.evaluation.decomposition import KEYS, collect_images, describe_estimator, \
+    elbo_decomposition
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +94,6 @@ class DecompositionCallback(tfk.callbacks.Callback):
             self._writer.close()
             self._writer = None
             self._owns_writer = False
-
-
-def describe_estimator(values):
-    """What an `elbo_decomposition` result's numbers are, in a few words."""
-    estimator = values.get("estimator", "")
-    if estimator == "exact":
-        return "exact sums over all examples (unbiased; one posterior sample per example)"
-    if "batch_size" in values:
-        return (f"{estimator} minibatch estimates, batches of at least {values['batch_size']} "
-                "(MI biased high, TC low, by ~exp(MI) / M)")
-    return f"{estimator} entropy estimates (biased at finite n in high D)"
 
 
 @register_callback("elbo_decomposition")

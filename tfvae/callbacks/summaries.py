@@ -28,6 +28,7 @@ images, labelled, with a sprite of the images.
 import numpy as np
 
 from tfvae._tf import tf, tfk
+from tfvae.aggregate import MINIBATCH_BIAS
 from tfvae.callbacks.images import image_grid, interleave_rows
 from tfvae.callbacks.projector import ProjectorWriter
 
@@ -194,8 +195,7 @@ def scalar_description(name, model=None):
     if name in terms:
         text = _first_paragraph(type(terms[name]))
         if getattr(terms[name], "estimator", None) in ("mss", "mws"):
-            text += (" Biased: MI high and TC low by ~exp(MI) / M in batches of M, so TC can "
-                     "read below 0 (tfvae.aggregate).")
+            text += f" Biased: {MINIBATCH_BIAS} in batches of M, so TC can read below 0."
         elif getattr(terms[name], "critic", None) is not None:
             text += " A critic's estimate, not a bound."
         return text + epoch_mean

@@ -17,7 +17,8 @@ Two methods, picked by the posterior (`method="auto"`):
   `estimator="auto"` (the default) is "exact" up to EXACT_MAX_EXAMPLES examples and "mss"
   beyond, with the minibatch size reported: at realistic MI the minibatch estimates are
   biased by ~exp(MI) / M (MI high, TC low; -1.7 nats of TC at M = 256 and MI 6.5 in the
-  table of `tfvae.aggregate`), enough to turn a small TC negative. `kl` is the analytic E_x KL(q(z|x) || p(z)).
+  table of `tfvae.aggregate`), enough to turn a small TC negative. `kl` is the analytic
+  E_x KL(q(z|x) || p(z)).
 - **"knn"** (any posterior, needed for point masses and implicit posteriors): the codes
   z_i ~ q(z|x_i) are treated as samples of q(z), and the entropies of q(z) and of each
   q(z_d) are estimated by `tfvae.evaluation.knn.knn_entropy`:
@@ -62,7 +63,8 @@ import numpy as np
 
 from tfvae import validation
 from tfvae._tf import tf, tfd, tfp
-from tfvae.aggregate import ESTIMATORS, check_dataset_size, gaussian_marginals
+from tfvae.aggregate import ESTIMATORS, MINIBATCH_BIAS, check_dataset_size, \
+    gaussian_marginals
 from tfvae.evaluation import _decomposition_methods as methods
 
 METHODS = ("auto", "minibatch", "knn")
@@ -259,6 +261,17 @@ def negative_flags(values, latent_dim):
                      f"(standard error {se:.3f})" if se else "Monte-Carlo noise")
         flags.append(line)
     return flags
+
+
+def describe_estimator(values):
+    """What an `elbo_decomposition` result's numbers are, in a few words."""
+    estimator = values.get("estimator", "")
+    if estimator == "exact":
+        return "exact sums over all examples (unbiased; one posterior sample per example)"
+    if "batch_size" in values:
+        return (f"{estimator} minibatch estimates, batches of at least {values['batch_size']} "
+                f"({MINIBATCH_BIAS})")
+    return f"{estimator} entropy estimates (biased at finite n in high D)"
 
 
 def _has_gaussian_density(model, x):
