@@ -42,10 +42,12 @@ from tfvae.evaluation import attributes, frechet, judge as judge_lib  # noqa: E4
 ATTRS = ("trouser", "footwear", "top")
 
 
-def build(name, seed):
+def build(name, seed, overrides=()):
     if name == "vae_gan":
-        cfg, recipe, _ = train_app.parse(["--config", os.path.join(ROOT, "apps",
-                                                                   "vae_gan.toml")])
+        argv = ["--config", os.path.join(ROOT, "apps", "vae_gan.toml")]
+        for item in overrides:
+            argv += ["--set", item]
+        cfg, recipe, _ = train_app.parse(argv)
         tfk.utils.set_random_seed(seed)
         return recipe.build((28, 28, 1), seed), cfg.learning_rate
     tfk.utils.set_random_seed(seed)
@@ -54,7 +56,7 @@ def build(name, seed):
 
 
 def measure(name, args, x_train, y_train, x_test, y_test, judge):
-    model, lr = build(name, args.seed)
+    model, lr = build(name, args.seed, args.set)
     model.compile(optimizer=tfk.optimizers.Adam(lr), steps_per_execution=16, jit_compile=False)
     timer = common.epoch_timer(tfk.callbacks.Callback)
     data = tf.data.Dataset.from_tensor_slices(x_train).shuffle(
@@ -72,7 +74,8 @@ def measure(name, args, x_train, y_train, x_test, y_test, judge):
     seed = iter(range(10**6))
     prior = frechet.sample_frechet(lambda n: model.sample(n, seed=next(seed)).numpy(), judge,
                                    x_test, num_samples=args.samples)
-    row = {"model": name, "epochs": args.epochs, "train_images": len(x_train),
+    row = {"model": name if name == "vae" or not args.set else
+           f"{name} ({', '.join(args.set)})", "epochs": args.epochs, "train_images": len(x_train),
            "prior_frechet": prior["frechet"],
            "recon_frechet": frechet.frechet_distance_of(judge.features(recon), test_feats),
            "pixel_mse": float(np.mean((recon - x_test) ** 2)),
@@ -113,6 +116,9 @@ def main(argv=None):
     p.add_argument("--vector-images", type=int, default=10000)
     p.add_argument("--judge-epochs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", metavar="PATH=VALUE", action="append", default=[],
+                   help="a train-app --set override of VAE-GAN's preset (repeatable), e.g. "
+                        "model.prior_weight=3")
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "vae_gan_benchmark.json"))
     args = p.parse_args(argv)
     xs, ys = tfvae.data.load_arrays("fashion_mnist", "train")

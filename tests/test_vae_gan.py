@@ -166,3 +166,32 @@ def test_export_has_no_log_likelihood_and_says_why(tmp_path):
     assert "not a density on pixels" in meta["log_likelihood"]["omitted"]
     with pytest.raises(ValueError, match="not a density on pixels"):
         tfvae.evaluation.log_likelihood(model, _x(4), num_samples=2)
+
+
+@pytest.mark.parametrize("prior_weight", [1.0, 3.0])
+def test_the_encoder_descends_prior_weight_times_kl_plus_the_feature_loss(prior_weight):
+    # The encoder's step with plain SGD at rate 1 is minus its gradient, which must be
+    # beta * grad L_prior + grad L_llike of the same draws, taken here independently.
+    model = _model(prior_weight=prior_weight)
+    model.optimizer = tfk.optimizers.SGD(1.0)
+    x, seed = tf.constant(_x()), tf.constant([11, 12], tf.int32)
+    model.next_seed = lambda: seed
+    enc = model.encoder_variables()
+    with tf.GradientTape(persistent=True) as tape:
+        out = model.vae_gan_losses(x, training=True, seed=seed)
+    g_kl = tape.gradient(out["kl"], enc, unconnected_gradients="zero")
+    g_ll = tape.gradient(out["feature_loss"], enc, unconnected_gradients="zero")
+    before = _values(enc)
+    model.train_step(x)
+    for b, v, a, c in zip(before, enc, g_kl, g_ll):
+        expected = b - (prior_weight * a.numpy() + c.numpy())
+        np.testing.assert_allclose(v.numpy(), expected, rtol=1e-4, atol=1e-5)
+    # ...and the comparison can tell the weights apart: a step with another beta is off.
+    other = 2.0 if prior_weight == 1.0 else 1.0
+    assert not all(np.allclose(v.numpy(), b - (other * a.numpy() + c.numpy()), rtol=1e-4,
+                               atol=1e-5) for b, v, a, c in zip(before, enc, g_kl, g_ll))
+
+
+def test_prior_weight_must_be_positive():
+    with pytest.raises(ValueError, match="prior_weight"):
+        VAEGAN(prior_weight=0.0, **SMALL)

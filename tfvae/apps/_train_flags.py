@@ -229,6 +229,15 @@ SNAPSHOT = {'models': ['ae',
                     "reference batch-normalizes that layer); False: the paper's N(Dis_l(x) | "
                     'Dis_l(x~), I). Default value: True.',
             'kind': 'bool',
+            'choices': None},
+           {'flag': '--prior-weight',
+            'dest': 'model.prior_weight',
+            'help': "beta, the weight of L_prior in the encoder's update (beta * L_prior + "
+                    'L_llike). L_llike sums over every feature of Dis_l at unit scale, so its '
+                    "size, and with it the KL's relative weight, follows the layer's width (the "
+                    "preset's layer gives L_llike ~600 per image against a pixel VAE's ~250 "
+                    'reconstruction nats). (default: 1.0)',
+            'kind': 'float',
             'choices': None}],
  'model_flags': {'ae': {'title': "model 'ae' (AE) arguments", 'flags': [0, 1, 2]},
                  'avb': {'title': "model 'avb' (AVB) arguments",
@@ -246,4 +255,19 @@ SNAPSHOT = {'models': ['ae',
                  'vae': {'title': "model 'vae' (VAE) arguments",
                          'flags': [0, 1, 2, 24, 15, 10, 29]},
                  'vae_gan': {'title': "model 'vae_gan' (VAEGAN) arguments",
-                             'flags': [30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 0, 1, 2, 24, 15]}}}
+                             'flags': [30,
+                                       31,
+                                       32,
+                                       33,
+                                       34,
+                                       35,
+                                       36,
+                                       37,
+                                       38,
+                                       39,
+                                       40,
+                                       0,
+                                       1,
+                                       2,
+                                       24,
+                                       15]}}}

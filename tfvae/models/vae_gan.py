@@ -6,7 +6,7 @@ L_prior = KL(q(z|x) || p(z))
 L_llike = -E_q log N(Dis_l(x) | Dis_l(Dec(z)), diag(s^2))               z ~ q(z|x)
 L_GAN   = log Dis(x) + 1/2 [log(1 - Dis(Dec(z))) + log(1 - Dis(Dec(z_p)))]   z_p ~ p(z)
 
-encoder        descends  L_prior + L_llike
+encoder        descends  beta L_prior + L_llike       (beta = prior_weight, 1 in the paper)
 decoder        descends  gamma * L_llike + L_GAN      (L_GAN's fake half: fool Dis)
 discriminator  ascends   L_GAN                        (= descends its logistic loss -L_GAN)
 ```
@@ -86,6 +86,11 @@ class VAEGAN(VAE):
         normalize_features: scale each feature of Dis_l by its spread over the real batch
             in L_llike (the reference batch-normalizes that layer); False: the paper's
             N(Dis_l(x) | Dis_l(x~), I). Default value: True.
+        prior_weight: beta, the weight of L_prior in the encoder's update (beta * L_prior +
+            L_llike). L_llike sums over every feature of Dis_l at unit scale, so its size, and
+            with it the KL's relative weight, follows the layer's width (the preset's layer
+            gives L_llike ~600 per image against a pixel VAE's ~250 reconstruction nats).
+            Default value: 1.0 (the paper's encoder loss).
         **kwargs: the other `VAE` arguments (latent_dim, posterior, likelihood, prior,
             architecture: the preset apps/vae_gan.toml uses "conv", ...).
     """
@@ -99,7 +104,8 @@ class VAEGAN(VAE):
 
     def __init__(self, gamma=1e-2, feature_layer=3, discriminator_units=(32, 64, 128, 256),
                  decoder_lr=3e-4, discriminator_lr=3e-4, generator="minimax", gating=True,
-                 equilibrium=0.68, margin=0.4, normalize_features=True, **kwargs):
+                 equilibrium=0.68, margin=0.4, normalize_features=True, prior_weight=1.0,
+                 **kwargs):
         if kwargs.get("terms") is not None:
             raise ValueError("VAE-GAN builds its objective itself (L_prior, L_llike, L_GAN); "
                              f"`terms` cannot be set; got {kwargs['terms']!r}.")
@@ -110,6 +116,7 @@ class VAEGAN(VAE):
         self.equilibrium = validation.positive(equilibrium, "equilibrium")
         self.margin = validation.positive(margin, "margin")
         self.normalize_features = validation.boolean(normalize_features, "normalize_features")
+        self.prior_weight = validation.positive(prior_weight, "prior_weight")
         self.decoder_lr = validation.positive(decoder_lr, "decoder_lr")
         self.discriminator_lr = validation.positive(discriminator_lr, "discriminator_lr")
         self.discriminator = Discriminator(self.image_shape, discriminator_units, feature_layer)
@@ -217,7 +224,7 @@ class VAEGAN(VAE):
         x = _inputs.unpack(data)
         with tf.GradientTape(persistent=True) as tape:
             out = self.vae_gan_losses(x, training=True, seed=self.next_seed())
-            encoder_loss = out["kl"] + out["feature_loss"]
+            encoder_loss = self.prior_weight * out["kl"] + out["feature_loss"]
             decoder_loss = self.gamma * out["feature_loss"] + out["generator_loss"]
             discriminator_loss = out["discriminator_loss"]
         enc, dec, dis = (self.encoder_variables(), self.decoder_variables(),
