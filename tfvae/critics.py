@@ -53,13 +53,31 @@ class DensityRatioEstimator(tfk.Model):
         combine: "concat" or "inner_product". Default value: "concat".
         embedding_dim: width of f(a) and g(b) for "inner_product". Default value:
             hidden_units[-1].
+        average: None, or a decay in [0, 1): keep an exponential moving average of the
+            weights, a_t = d_t a_(t-1) + (1 - d_t) w_t after the t-th `update` with
+            d_t = min(average, (1 + t) / (10 + t)) and a_0 the initial weights, in a frozen
+            twin network, `evaluator`. A critic
+            trained on fresh minibatches wanders around its optimum; its average wanders
+            less, so estimates read from it are steadier. Default value: None (no average;
+            `evaluator` is the critic itself).
     """
 
     def __init__(self, hidden_units=(256, 256), activation="leaky_relu", optimizer=None,
-                 combine="concat", embedding_dim=None, name="critic", **kwargs):
+                 combine="concat", embedding_dim=None, average=None, name="critic", **kwargs):
         super().__init__(name=name, **kwargs)
         self.hidden_units = validation.positive_ints(hidden_units, "hidden_units")
         self.combine = validation.choice(combine, "combine", COMBINES)
+        self.average = None if average is None else validation.real(average, "average",
+                                                                    minimum=0.0)
+        if self.average is not None and self.average >= 1.0:
+            raise ValueError(f"`average` must be a decay in [0, 1) or None; got {average!r}.")
+        self._twin = None
+        if self.average is not None:
+            # Same architecture, never trained: its weights are the running average.
+            self._twin = DensityRatioEstimator(hidden_units, activation, optimizer=None,
+                                               combine=combine, embedding_dim=embedding_dim,
+                                               name=f"{name}_average")
+            self._twin.trainable = False
         self.critic_optimizer = optimizer or tfk.optimizers.Adam(1e-4, beta_1=0.5)
         if combine == "concat":
             self.body = [tfk.layers.Dense(u, activation=activation) for u in self.hidden_units]
@@ -74,6 +92,38 @@ class DensityRatioEstimator(tfk.Model):
         self.embed_b.append(tfk.layers.Dense(embedding_dim, kernel_initializer="zeros"))
         self.linear_a = tfk.layers.Dense(1)
         self.linear_b = tfk.layers.Dense(1, use_bias=False)
+
+    def average_decay(self):
+        """This step's decay, min(average, (1 + t) / (10 + t)) after the optimizer's t-th
+        step (tf.train.ExponentialMovingAverage's num_updates rule): the first steps
+        forget the initial weights quickly, so the average does not lag behind a critic
+        that is still learning."""
+        t = tf.cast(self.critic_optimizer.iterations, tf.float32)
+        return tf.minimum(self.average, (1.0 + t) / (10.0 + t))
+
+    @property
+    def evaluator(self):
+        """The network to read estimates from: the weight average, or the critic itself."""
+        return self if self._twin is None else self._twin
+
+    def build_for(self, inputs):
+        """Create every weight (the critic's, its optimizer's slots, the average's) from
+        example inputs, so that a checkpoint restores into them before the first step."""
+        self(inputs)
+        self.critic_optimizer.build(self.trainable_variables)
+        if self._twin is not None:
+            # Not trainable as variables, so no optimizer that collects a model's trainable
+            # variables through tf.Module tracking takes them (Keras' `trainable = False`
+            # hides them from Keras only). Assigned from each replica's step, where all
+            # replicas hold the same critic: the first replica's value is taken.
+            def first_replica(next_creator, **kwargs):
+                kwargs["trainable"] = False
+                kwargs["aggregation"] = tf.VariableAggregation.ONLY_FIRST_REPLICA
+                return next_creator(**kwargs)
+            with tf.variable_creator_scope(first_replica):
+                self._twin(inputs)
+            for a, w in zip(self._twin.weights, self.trainable_weights):
+                a.assign(w)
 
     @staticmethod
     def _flatten(t):
@@ -133,4 +183,8 @@ class DensityRatioEstimator(tfk.Model):
             share = distribute.replica_share(loss, tf.shape(t_pos)[0])
         variables = self.trainable_variables
         self.critic_optimizer.apply_gradients(zip(tape.gradient(share, variables), variables))
+        if self._twin is not None:
+            decay = self.average_decay()
+            for a, w in zip(self._twin.weights, variables):
+                a.assign(decay * a + (1.0 - decay) * w)
         return self._report(loss, t_pos, t_neg)

@@ -53,9 +53,12 @@ class ForwardPass:
         kl: "analytic", "mc" or "auto" (analytic when TFP has the KL, Monte Carlo otherwise).
         log_qz: log q(z|x) of `z`, [S, B], when the sampler computed it with the draw (a
             flow's `experimental_sample_and_log_prob`: no inverse); None: `q_z.log_prob(z)`.
+        training: whether the pass is a training step's (a term with a critic differentiates
+            the last critic there, and reads a steadier weight average elsewhere).
     """
 
-    def __init__(self, x, q_z, z, p_z, p_x_given_z, step, seed, kl="auto", log_qz=None):
+    def __init__(self, x, q_z, z, p_z, p_x_given_z, step, seed, kl="auto", log_qz=None,
+                 training=False):
         self.x = x
         self.q_z = q_z
         self.z = z
@@ -65,6 +68,7 @@ class ForwardPass:
         self.seed = seed
         self.kl = check_kl_mode(kl)
         self._log_qz = log_qz
+        self.training = bool(training)
         self._memo = {}
 
     def seed_for(self, name):

@@ -42,6 +42,10 @@ class AVB(VAE):
         moment_samples: draws of q(z|x) for the moments of r(z|x) (AC). Default value: 64.
         contrast_covariance: r(z|x)'s covariance (AC), "diagonal" or "full" (see
             `tfvae.objectives.avb.AVBTerm`). Default value: "diagonal".
+        critic_average: the decay of the moving average of the critic's weights that
+            estimates outside the training step read T from (the step itself uses the last
+            critic; see `tfvae.objectives.avb.AVBTerm`); None: the last critic everywhere.
+            Default value: 0.99.
         beta: the weight of the adversarial KL. Default value: 1.0.
         **kwargs: the other `VAE` arguments.
     """
@@ -50,7 +54,7 @@ class AVB(VAE):
 
     def __init__(self, posterior="implicit", adaptive_contrast=False, discriminator_steps=1,
                  discriminator_lr=1e-3, discriminator_units=(256, 256), moment_samples=64,
-                 contrast_covariance="diagonal", beta=1.0, **kwargs):
+                 contrast_covariance="diagonal", critic_average=0.99, beta=1.0, **kwargs):
         for key, default in (("kl", "auto"), ("objective", "elbo"), ("terms", None)):
             if kwargs.get(key, default) != default:
                 raise ValueError(f"AVB builds its objective itself (reconstruction + beta * "
@@ -59,7 +63,7 @@ class AVB(VAE):
             "name": "avb", "weight": beta, "adaptive_contrast": adaptive_contrast,
             "discriminator_steps": discriminator_steps, "discriminator_lr": discriminator_lr,
             "discriminator_units": discriminator_units, "moment_samples": moment_samples,
-            "contrast_covariance": contrast_covariance}],
+            "contrast_covariance": contrast_covariance, "critic_average": critic_average}],
             **kwargs)
         term = self.avb_term
         self.adaptive_contrast, self.discriminator_steps = (term.adaptive_contrast,
@@ -68,6 +72,7 @@ class AVB(VAE):
                                                            term.discriminator_units)
         self.moment_samples = term.moment_samples
         self.contrast_covariance = term.contrast_covariance
+        self.critic_average = term.critic.average
 
     @property
     def avb_term(self):

@@ -196,7 +196,8 @@ class VAE(TrainStep, tfk.Model):
         step = self.optimizer.iterations if getattr(self, "optimizer", None) is not None \
             else tf.constant(0, tf.int64)
         return ForwardPass(x=x, q_z=q_z, z=z, p_z=self.prior, p_x_given_z=p_x_given_z,
-                           step=step, seed=pass_seed, kl=self.kl, log_qz=log_qz)
+                           step=step, seed=pass_seed, kl=self.kl, log_qz=log_qz,
+                           training=training)
 
     def elbo(self, x, num_samples=1, seed=None):
         """Per-example ELBO, [B] nats: mean over `num_samples` samples of log p(x|z), minus

@@ -49,8 +49,7 @@ class FactorTCTerm(Term):
             name=f"{self.name}_critic")
 
     def build_critic(self, image_shape, latent_dim):
-        self.critic(tf.zeros([1, latent_dim]))
-        self.critic.critic_optimizer.build(self.critic.trainable_variables)
+        self.critic.build_for(tf.zeros([1, latent_dim]))
 
     @staticmethod
     def _flat(z):
