@@ -15,6 +15,8 @@ attr@1          attribute indicator at alpha = 1 (share of decoded code + v of t
                 lacking the attribute that the judge assigns to it), three attributes,
                 vectors from the first --vector-images training images
 pixel MSE       mean squared pixel error of the test reconstructions (exact on the test set)
+separation      (JSON only) d' of each attribute in the codes: |v| over the pooled spread of
+                the codes' projections on v (with / without the attribute)
 images/s        training images per second, median epoch after the first (the shared
                 2-core machine: others' jobs slow it; compare the two, not the absolutes)
 ```
@@ -85,15 +87,23 @@ def measure(name, args, x_train, y_train, x_test, y_test, judge):
                             for i in range(0, args.vector_images, 500)])
     for attr in ATTRS:
         wanted = attributes.attribute_classes("fashion_mnist", attr)
-        vector = attributes.attribute_vector(codes, np.isin(y_train[:args.vector_images],
-                                                            wanted))
+        has = np.isin(y_train[:args.vector_images], wanted)
+        vector = attributes.attribute_vector(codes, has)
         lack = ~np.isin(y_test, wanted)
         result = attributes.indicator(encode, decode, judge.predict, x_test[lack][:2000],
                                       y_test[lack][:2000], vector, wanted, alphas=(0.0, 1.0))
         row["attributes"][attr] = {"ratio_alpha_1": result["ratio"][1.0],
                                    "ratio_alpha_0": result["ratio"][0.0],
-                                   "control": result["control"], "n": result["num_images"]}
+                                   "control": result["control"], "n": result["num_images"],
+                                   "separation": separation(codes, has, vector)}
     return row
+
+
+def separation(codes, has, vector):
+    """d' of the attribute along its vector: |v| over the pooled standard deviation of the
+    codes' projections on v / |v| (those with the attribute, those without)."""
+    p = codes @ (vector / np.linalg.norm(vector))
+    return float(np.linalg.norm(vector) / np.sqrt(0.5 * (p[has].var() + p[~has].var())))
 
 
 def table(rows, judge_accuracy):
