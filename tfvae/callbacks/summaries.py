@@ -163,18 +163,21 @@ def scalar_description(name, model=None):
     epoch_mean = " Epoch mean of the batch means."
     has_density = getattr(model, "has_density", True)
     terms = {t.name: t for t in getattr(model, "terms", ())}
+    averaged = any(getattr(t, "critic_average", None) is not None for t in terms.values())
+    which = (" Training batches read the critic's last step, validation the average of its "
+             "weights." if averaged else "")
     if name == "loss":
         return "The objective the optimizer minimizes (the weighted terms), per image." + \
             epoch_mean
     if name == "elbo":
         if not has_density:
             return ("The critic's ELBO estimate per image (nats): NOT a bound, biased either "
-                    "way; the run summary reports log p(x) by importance sampling.")
+                    "way; the run summary reports log p(x) by importance sampling." + which)
         return ("ELBO per image (nats): a lower bound on log p(x), estimated by Monte Carlo "
                 "over z ~ q(z|x) (unbiased for the bound)." + epoch_mean)
     if name == "kl" and not has_density:
         return ("The critic's estimate of KL(q(z|x) || p(z)) per image (nats): not a bound, "
-                "biased either way." + epoch_mean)
+                "biased either way." + which + epoch_mean)
     if name.startswith("decomposition_"):
         key = name[len("decomposition_"):]
         return (DECOMPOSITION.get(key, key) + ", over the validation images' aggregate "
@@ -197,7 +200,7 @@ def scalar_description(name, model=None):
         if getattr(terms[name], "estimator", None) in ("mss", "mws"):
             text += f" Biased: {MINIBATCH_BIAS} in batches of M, so TC can read below 0."
         elif getattr(terms[name], "critic", None) is not None:
-            text += " A critic's estimate, not a bound."
+            text += " A critic's estimate, not a bound." + which
         return text + epoch_mean
     for term_name, term in terms.items():
         if name.startswith(term_name + "_"):
