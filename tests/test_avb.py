@@ -165,6 +165,20 @@ def test_critic_average_is_the_exponential_moving_average_of_its_steps(combine):
     # The average differs from the last step's weights, so reading T from it matters.
     assert not np.allclose(critic((x, z)).numpy(), critic.evaluator((x, z)).numpy(),
                            atol=1e-4)
+    # A critic stepped without build_for builds its average from the weights before the
+    # first step (a_0), then averages as above.
+    tfk.utils.set_random_seed(4)
+    lazy = DensityRatioEstimator((8,), combine=combine, average=0.5,
+                                 optimizer=tfk.optimizers.Adam(1e-2))
+    assert lazy.evaluator is lazy
+    lazy((x, z))
+    start = [w.numpy() for w in lazy.trainable_variables]
+    lazy.update((x, z), (x, _features(16, 2, seed=11)))
+    d = min(0.5, 2 / 11)
+    assert lazy.evaluator is not lazy
+    for a0, w, a in zip(start, lazy.trainable_variables, lazy.evaluator.weights):
+        np.testing.assert_allclose(a.numpy(), d * a0 + (1 - d) * w.numpy(), rtol=1e-5,
+                                   atol=1e-7)
     plain = DensityRatioEstimator((8,), combine=combine)
     assert plain.evaluator is plain
     for bad in (1.0, -0.1):

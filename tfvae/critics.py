@@ -56,10 +56,9 @@ class DensityRatioEstimator(tfk.Model):
         average: None, or a decay in [0, 1): keep an exponential moving average of the
             weights, a_t = d_t a_(t-1) + (1 - d_t) w_t after the t-th `update` with
             d_t = min(average, (1 + t) / (10 + t)) and a_0 the initial weights, in a frozen
-            twin network, `evaluator`. A critic
-            trained on fresh minibatches wanders around its optimum; its average wanders
-            less, so estimates read from it are steadier. Default value: None (no average;
-            `evaluator` is the critic itself).
+            twin network, `evaluator`. A critic trained on fresh minibatches wanders around
+            its optimum; its average wanders less, so estimates read from it are steadier.
+            Default value: None (no average; `evaluator` is the critic itself).
     """
 
     def __init__(self, hidden_units=(256, 256), activation="leaky_relu", optimizer=None,
@@ -103,8 +102,9 @@ class DensityRatioEstimator(tfk.Model):
 
     @property
     def evaluator(self):
-        """The network to read estimates from: the weight average, or the critic itself."""
-        return self if self._twin is None else self._twin
+        """The network to read estimates from: the weight average, or the critic itself
+        (also before the average exists: the average of no steps is the initial critic)."""
+        return self if self._twin is None or not self._twin.built else self._twin
 
     def build_for(self, inputs):
         """Create every weight (the critic's, its optimizer's slots, the average's) from
@@ -177,6 +177,8 @@ class DensityRatioEstimator(tfk.Model):
         Returns:
             the scalars of `metrics`, before the step.
         """
+        if self._twin is not None and not self._twin.built:
+            self.build_for(positive)  # the average starts from the weights before this step
         with tf.GradientTape() as tape:
             loss, t_pos, t_neg = self.loss(positive, negative)
             # Under replicas each critic's loss is weighted by its shard's share of the batch.

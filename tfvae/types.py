@@ -68,7 +68,8 @@ class ForwardPass:
         self.seed = seed
         self.kl = check_kl_mode(kl)
         self._log_qz = log_qz
-        self.training = bool(training)
+        # A Python bool, or a tensor with a static value; an unknown value reads as False.
+        self.training = bool(tf.get_static_value(training)) if training is not None else False
         self._memo = {}
 
     def seed_for(self, name):
