@@ -254,7 +254,10 @@ def test_scalar_descriptions_say_estimate_bound_or_exact():
     assert "NOT a bound" in scalar_description("elbo", avb)
     assert "critic's estimate of KL" in scalar_description("kl", avb)
     assert "not a bound" in scalar_description("avb", avb)
-    assert "validation the average of its weights" in scalar_description("kl", avb)
+    assert "average of its weights" not in scalar_description("kl", avb)  # off by default
+    averaged = MODELS.get("avb")(latent_dim=3, hidden_units=(8,), input_shape=(28, 28, 1),
+                                 critic_average=0.99)
+    assert "validation the average of its weights" in scalar_description("kl", averaged)
     assert "from a critic" in scalar_description("avb_contrast_kl", avb)
     vae = MODELS.get("vae")(latent_dim=3, hidden_units=(8,), input_shape=(28, 28, 1))
     assert "a lower bound on log p(x)" in scalar_description("elbo", vae)

@@ -65,9 +65,9 @@ SNAPSHOT = {'models': ['ae',
             'dest': 'model.critic_average',
             'help': "the decay of the moving average of the critic's weights that estimates "
                     'outside the training step read T from (the step itself uses the last critic; '
-                    'see `tfvae.objectives.avb.AVBTerm`); None: the last critic everywhere. '
-                    'Default value: 0.99.',
-            'kind': 'float',
+                    'see `tfvae.objectives.avb.AVBTerm`, which says why it is off by default); '
+                    'None: the last critic everywhere. Default value: None.',
+            'kind': 'value',
             'choices': None},
            {'flag': '--beta',
             'dest': 'model.beta',

@@ -44,8 +44,8 @@ class AVB(VAE):
             `tfvae.objectives.avb.AVBTerm`). Default value: "diagonal".
         critic_average: the decay of the moving average of the critic's weights that
             estimates outside the training step read T from (the step itself uses the last
-            critic; see `tfvae.objectives.avb.AVBTerm`); None: the last critic everywhere.
-            Default value: 0.99.
+            critic; see `tfvae.objectives.avb.AVBTerm`, which says why it is off by
+            default); None: the last critic everywhere. Default value: None.
         beta: the weight of the adversarial KL. Default value: 1.0.
         **kwargs: the other `VAE` arguments.
     """
@@ -54,7 +54,7 @@ class AVB(VAE):
 
     def __init__(self, posterior="implicit", adaptive_contrast=False, discriminator_steps=1,
                  discriminator_lr=1e-3, discriminator_units=(256, 256), moment_samples=64,
-                 contrast_covariance="diagonal", critic_average=0.99, beta=1.0, **kwargs):
+                 contrast_covariance="diagonal", critic_average=None, beta=1.0, **kwargs):
         for key, default in (("kl", "auto"), ("objective", "elbo"), ("terms", None)):
             if kwargs.get(key, default) != default:
                 raise ValueError(f"AVB builds its objective itself (reconstruction + beta * "
