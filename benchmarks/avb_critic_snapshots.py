@@ -18,9 +18,8 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-import tfvae  # noqa: E402
-from tfvae._tf import tf, tfd, tfk  # noqa: E402
-from test_avb import _gaussian_toy  # noqa: E402
+from tfvae._tf import tf  # noqa: E402
+from test_avb import _critic_on_toy  # noqa: E402
 
 CASES = [(2, 1.0, 1, 2), (2, 1.0, 1, 3), (2, 1.0, 1, 1), (2, 1.0, 0, 0), (2, 1.0, 2, 4),
          (8, 23.0, 1, 2)]
@@ -28,20 +27,7 @@ STEPS = (300, 600, 900, 1200)
 
 
 def run(d, kl, data_seed, init_seed):
-    a, c, scale, _ = _gaussian_toy(d, kl, data_seed)
-    tfk.utils.set_random_seed(init_seed)
-    term = tfvae.registry.TERMS.get("avb")(adaptive_contrast=True, critic_average=0.99)
-    term.build_critic((d,), d)
-    prior = tfd.MultivariateNormalDiag(tf.zeros(d), tf.ones(d))
-
-    def q(x):
-        return tfd.MultivariateNormalTriL(tf.matmul(x, a.T) + c,
-                                          tf.broadcast_to(scale, [tf.shape(x)[0], d, d]))
-
-    @tf.function
-    def step(step_seed):
-        x = tf.random.stateless_normal([128, d], step_seed)
-        term.critic.update(*term.critic_batch(x, q(x), prior, step_seed + 1))
+    term, q, prior, step, _ = _critic_on_toy(d, kl, data_seed, init_seed, critic_average=0.99)
 
     def relative_error(average):
         x = tf.random.stateless_normal([2000, d], [7, data_seed])

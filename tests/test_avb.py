@@ -234,6 +234,27 @@ def _gaussian_toy(d, kl, seed):
         (mid * l0).astype(np.float32), kl_at(mid)
 
 
+def _critic_on_toy(d, kl, data_seed, init_seed, **settings):
+    """The AVB term with adaptive contrast (and `settings`) built with `init_seed`, against
+    the fixed q(z|x) of `_gaussian_toy(d, kl, data_seed)`: (term, q, prior, step, true KL),
+    `step(seed)` one critic update on 128 fresh x drawn from `seed`."""
+    a, c, scale, true_kl = _gaussian_toy(d, kl, data_seed)
+    tfk.utils.set_random_seed(init_seed)
+    term = tfvae.registry.TERMS.get("avb")(adaptive_contrast=True, **settings)
+    term.build_critic((d,), d)
+    prior = tfd.MultivariateNormalDiag(tf.zeros(d), tf.ones(d))
+
+    def q(x):
+        return tfd.MultivariateNormalTriL(tf.matmul(x, a.T) + c,
+                                          tf.broadcast_to(scale, [tf.shape(x)[0], d, d]))
+
+    @tf.function
+    def step(step_seed):
+        x = tf.random.stateless_normal([128, d], step_seed)
+        return term.critic.update(*term.critic_batch(x, q(x), prior, step_seed + 1))
+    return term, q, prior, step, true_kl
+
+
 FULL_CONTRAST = {"contrast_covariance": "full", "moment_samples": 512}
 
 
@@ -276,22 +297,8 @@ def test_avb_estimate_recovers_the_known_log_ratio_at_realistic_kl(d, kl, settin
     its logistic critic, inner-product or with the exact quadratic family of Gaussian
     log-ratios, reaches E_q[T] ~17 nats with slope ~3 and r ~0.73 on the 8-D, 23-nat case
     (benchmarks/README.md, "AVB's critic at realistic KL")."""
-    a, c, scale, true_kl = _gaussian_toy(d, kl, data_seed)
+    term, q, prior, step, true_kl = _critic_on_toy(d, kl, data_seed, init_seed, **settings)
     assert abs(true_kl - kl) < 0.01 * kl
-    tfk.utils.set_random_seed(init_seed)
-    term = tfvae.registry.TERMS.get("avb")(adaptive_contrast=True, **settings)
-    term.build_critic((d,), d)
-    prior = tfd.MultivariateNormalDiag(tf.zeros(d), tf.ones(d))
-
-    def q(x):
-        return tfd.MultivariateNormalTriL(tf.matmul(x, a.T) + c,
-                                          tf.broadcast_to(scale, [tf.shape(x)[0], d, d]))
-
-    @tf.function
-    def step(step_seed):
-        x = tf.random.stateless_normal([128, d], step_seed)
-        return term.critic.update(*term.critic_batch(x, q(x), prior, step_seed + 1))
-
     for i in range(600):
         step(tf.constant([i, 100 + data_seed]))
     x = tf.random.stateless_normal([2000, d], [7, data_seed])
