@@ -30,13 +30,10 @@ samples of q(z|x) and p(z) (or r0), every input stopped, so only T moves.
 Which T. The model's training step differentiates the critic's last step, fitted to the
 current q (Alg. 1). With `critic_average` set, everything else (validation, `evaluate`,
 `estimate()`) reads T from an exponential moving average of the critic's weights. Against
-a fixed q the average is steadier: the last step wandered by 20% of a 1-nat KL on the
-Gaussian toys, the average by 4%. Against a q that is still training it lags. Plain AVB's
-estimate read from it fell ~1 nat behind an analytic KL of 3.4 after 200 steps on the
-linear-Gaussian toy (0.3-0.7 from the last step). AVB + AC on Fashion-MNIST (10 epochs)
-read a test KL of 9.1 from a 0.99 average against 13.3 from the last step, so its ELBO
-estimate lay 8.6 nats above the importance-sampled log-likelihood instead of 4.5. Hence the
-default is None: the last step everywhere.
+a fixed q the average wanders less than the last step; against a q that is still training
+it lags, judging an older q, and on Fashion-MNIST it read AVB's KL several nats lower than
+the last step did. Hence the default is None: the last step everywhere (measurements:
+benchmarks/README.md, "The average as an option").
 
 #### References
 [1] Mescheder, Nowozin & Geiger (2017), Adversarial Variational Bayes: Unifying Variational
