@@ -1,6 +1,7 @@
 """VAE against VAE-GAN on Fashion-MNIST grey levels: sample quality, attributes, speed.
 
     flock /tmp/tfvae-bench.lock .venv/bin/python benchmarks/vae_gan.py --epochs 3 --limit 10000
+    ... --seeds 0,1,2,3      # both models per seed, then mean ± sd and VAE-GAN - VAE, paired
 
 Both models: the conv torsos (32, 64, 256), latent 32, a diagonal posterior, the Bernoulli
 head's mean as the image, grey levels (no binarization), batch 64, the same training images
@@ -57,12 +58,12 @@ def build(name, seed, overrides=()):
                      architecture="conv", hidden_units=(32, 64, 256), seed=seed), 1e-3
 
 
-def measure(name, args, x_train, y_train, x_test, y_test, judge):
-    model, lr = build(name, args.seed, args.set)
+def measure(name, seed, args, x_train, y_train, x_test, y_test, judge):
+    model, lr = build(name, seed, args.set)
     model.compile(optimizer=tfk.optimizers.Adam(lr), steps_per_execution=16, jit_compile=False)
     timer = common.epoch_timer(tfk.callbacks.Callback)
     data = tf.data.Dataset.from_tensor_slices(x_train).shuffle(
-        len(x_train), seed=args.seed, reshuffle_each_iteration=True).batch(64)
+        len(x_train), seed=seed, reshuffle_each_iteration=True).batch(64)
     model.fit(data, epochs=args.epochs, verbose=2, callbacks=[timer])
 
     def encode(x):
@@ -73,11 +74,13 @@ def measure(name, args, x_train, y_train, x_test, y_test, judge):
     recon = np.concatenate([decode(encode(x_test[i:i + 500])) for i in range(0, len(x_test),
                                                                             500)])
     test_feats = judge.features(x_test)
-    seed = iter(range(10**6))
-    prior = frechet.sample_frechet(lambda n: model.sample(n, seed=next(seed)).numpy(), judge,
-                                   x_test, num_samples=args.samples)
+    sample_seeds = iter(range(10**6))
+    prior = frechet.sample_frechet(
+        lambda n: model.sample(n, seed=next(sample_seeds)).numpy(), judge, x_test,
+        num_samples=args.samples)
     row = {"model": name if name == "vae" or not args.set else
-           f"{name} ({', '.join(args.set)})", "epochs": args.epochs, "train_images": len(x_train),
+           f"{name} ({', '.join(args.set)})", "seed": seed, "epochs": args.epochs,
+           "train_images": len(x_train),
            "prior_frechet": prior["frechet"],
            "recon_frechet": frechet.frechet_distance_of(judge.features(recon), test_feats),
            "pixel_mse": float(np.mean((recon - x_test) ** 2)),
@@ -118,6 +121,35 @@ def table(rows, judge_accuracy):
     return "\n".join(lines)
 
 
+def seed_summary(rows):
+    """Over the seeds: each model's mean +- sample sd of the prior Fréchet distance and of
+    attr@1, then VAE-GAN minus the VAE per seed (paired: same seed, same data order) with
+    its mean +- sd and the number of seeds where VAE-GAN's indicator is at least the VAE's."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+
+    def stat(values):
+        v = np.asarray(values, float)
+        return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+    head = "| model | seeds | prior Fréchet | " + " | ".join(f"attr@1 {a}" for a in ATTRS) + " |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    by = {m: sorted((r for r in rows if r["model"] == m), key=lambda r: r["seed"])
+          for m in models}
+    for m in models:
+        lines.append(f"| {m} | {len(by[m])} | {stat([r['prior_frechet'] for r in by[m]])} | "
+                     + " | ".join(stat([r["attributes"][a]["ratio_alpha_1"] for r in by[m]])
+                                  for a in ATTRS) + " |")
+    base, other = by[models[0]], by[models[-1]]
+    if len(models) == 2 and [r["seed"] for r in base] == [r["seed"] for r in other]:
+        cells = []
+        for a in ATTRS:
+            d = [o["attributes"][a]["ratio_alpha_1"] - b["attributes"][a]["ratio_alpha_1"]
+                 for b, o in zip(base, other)]
+            cells.append(f"{stat(d)} ({sum(x >= 0 for x in d)}/{len(d)} >= 0)")
+        lines.append(f"| {models[-1]} - {models[0]}, paired | {len(base)} | | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=3)
@@ -125,7 +157,12 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=10000)
     p.add_argument("--vector-images", type=int, default=10000)
     p.add_argument("--judge-epochs", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the models' seed (init, data order)")
+    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                   help="comma-separated model seeds (overrides --seed): each seed trains "
+                        "both models, and a table of mean ± sd over seeds follows")
+    p.add_argument("--judge-seed", type=int, default=0,
+                   help="the judging classifier's seed (one judge for every model seed)")
     p.add_argument("--set", metavar="PATH=VALUE", action="append", default=[],
                    help="a train-app --set override of VAE-GAN's preset (repeatable), e.g. "
                         "model.prior_weight=3")
@@ -135,21 +172,23 @@ def main(argv=None):
     xt, yt = tfvae.data.load_arrays("fashion_mnist", "test")
     t0 = time.perf_counter()
     judge = judge_lib.train_judge(xs, ys, xt, yt, 10, "fashion_mnist",
-                                  epochs=args.judge_epochs, seed=args.seed, log=print)
+                                  epochs=args.judge_epochs, seed=args.judge_seed, log=print)
     print(f"judge ready in {time.perf_counter() - t0:.0f} s", flush=True)
     x_train = (xs[:args.limit] / 255.0).astype(np.float32)[..., :]
     y_train = ys[:args.limit]
     x_test = (xt / 255.0).astype(np.float32)
     args.vector_images = min(args.vector_images, len(x_train))
     rows = []
-    for name in ("vae", "vae_gan"):
-        rows.append(measure(name, args, x_train, y_train, x_test, yt, judge))
+    for seed, name in [(s, n) for s in (args.seeds or [args.seed]) for n in ("vae", "vae_gan")]:
+        rows.append(measure(name, seed, args, x_train, y_train, x_test, yt, judge))
         print(json.dumps(rows[-1]), flush=True)
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump({"rows": rows, "judge_test_accuracy": judge.test_accuracy,
                        "args": vars(args)}, f, indent=2)
     print(table(rows, judge.test_accuracy))
+    if len(args.seeds or []) > 1:
+        print("\n" + seed_summary(rows))
 
 
 if __name__ == "__main__":
