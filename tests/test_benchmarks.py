@@ -37,3 +37,18 @@ def test_benchmark_rejects_unknown_contenders():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"),
                            "--contenders", "pytorch"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown contenders ['pytorch']" in proc.stderr
+
+
+def test_rounds_report_the_median_and_each_rounds_ratio():
+    sys.path.insert(0, ROOT)
+    from benchmarks.run import table
+
+    def result(name, rates):
+        return {"contender": name, "train_images_per_s": sorted(rates)[len(rates) // 2],
+                "train_images_per_s_rounds": rates, "peak_rss_mb": 1.0,
+                "test_neg_elbo": 2.0, "test_nll": 1.0, "eval_images_per_s": 1.0}
+    text = table({"tfp_layers": result("base", [100.0, 200.0, 100.0]),
+                  "tfvae_full_plain": result("ours", [150.0, 200.0, 130.0])}, "m")
+    # Per round 1.50, 1.00, 1.30: the median ratio 1.30, not the ratio of medians (1.50).
+    assert "x TFP layers per round: 1.50, 1.00, 1.30 (median 1.30;" in text
+    assert "| ours | 150 | 1.50 |" in text
