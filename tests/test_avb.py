@@ -267,8 +267,12 @@ SEED_PAIRS = [(0, 0), (1, 2), (2, 4), (3, 1), (4, 3)]
 # read -0% to -7% at step 600. At KL 1 the 10% tolerance is 0.1 nats, below that
 # fluctuation. A weight average (`critic_average=0.99`) passes it (-3.6%), but lags a q that
 # is still training, and is off by default (see tfvae/objectives/avb.py, "Which T").
-SNAPSHOT_NOISE = pytest.mark.xfail(strict=True, reason="the critic's snapshot at step 600 "
-                                   "reads -20% at KL 1 (2-D) for this initialization")
+# The wander depends on the floating-point path: the same case read -2.8% (r 0.965) on an
+# AMD EPYC with AVX-512, where a strict xfail failed as XPASS. So the mark is not strict:
+# the case shows as XFAIL or XPASS, and the 14 other cases carry the test.
+SNAPSHOT_NOISE = pytest.mark.xfail(strict=False, reason="the critic's snapshot at step 600 "
+                                   "reads -20% at KL 1 (2-D) for this initialization on some "
+                                   "machines (-2.8% on others): the snapshot wanders")
 CRITIC_CASES = [pytest.param(d, kl, settings, data_seed, init_seed,
                              marks=[SNAPSHOT_NOISE] if (d, data_seed, init_seed) == (2, 1, 2)
                              else [])
@@ -288,10 +292,9 @@ def test_avb_estimate_recovers_the_known_log_ratio_at_realistic_kl(d, kl, settin
     and the data stream follow `data_seed`, the critic's initialization `init_seed`, five
     of each (`SEED_PAIRS`). On 2000 fresh samples:
     E_q[estimate] within 10% of the true mean log-ratio and Pearson r >= 0.95 (14 of the 15
-    cases pass; one 2-D case reads -20% and is marked as a known failure, `SNAPSHOT_NOISE`;
-    with two seeds the measured range was -1% to -5%, r 0.97-0.99; with 16 moment draws r
-    was 0.91-0.92). A wrong log r, a wrong
-    whitening or a critic that drifts fails both. In 32 dimensions the diagonal contrast
+    cases pass; one 2-D case reads -20% on some machines and is marked as a known failure,
+    `SNAPSHOT_NOISE`; with two seeds the measured range was -1% to -5%, r 0.97-0.99; with
+    16 moment draws r was 0.91-0.92). A wrong log r, a wrong whitening or a critic that drifts fails both. In 32 dimensions the diagonal contrast
     leaves T the correlations of q (12.6 of the 30 nats) and fails (mean -2%, r 0.81), and a
     full r from 64 draws is too noisy (mean -27%, r 0.69). Plain AVB (no contrast) fails this test:
     its logistic critic, inner-product or with the exact quadratic family of Gaussian
