@@ -294,12 +294,13 @@ def test_avb_estimate_recovers_the_known_log_ratio_at_realistic_kl(d, kl, settin
     E_q[estimate] within 10% of the true mean log-ratio and Pearson r >= 0.95 (14 of the 15
     cases pass; one 2-D case reads -20% on some machines and is marked as a known failure,
     `SNAPSHOT_NOISE`; with two seeds the measured range was -1% to -5%, r 0.97-0.99; with
-    16 moment draws r was 0.91-0.92). A wrong log r, a wrong whitening or a critic that drifts fails both. In 32 dimensions the diagonal contrast
-    leaves T the correlations of q (12.6 of the 30 nats) and fails (mean -2%, r 0.81), and a
-    full r from 64 draws is too noisy (mean -27%, r 0.69). Plain AVB (no contrast) fails this test:
-    its logistic critic, inner-product or with the exact quadratic family of Gaussian
-    log-ratios, reaches E_q[T] ~17 nats with slope ~3 and r ~0.73 on the 8-D, 23-nat case
-    (benchmarks/README.md, "AVB's critic at realistic KL")."""
+    16 moment draws r was 0.91-0.92). A wrong log r, a wrong whitening or a critic that
+    drifts fails both. In 32 dimensions the diagonal contrast leaves T the correlations of q
+    (12.6 of the 30 nats) and fails (mean -2%, r 0.81), and a full r from 64 draws is too
+    noisy (mean -27%, r 0.69). Plain AVB (no contrast) fails this test: its logistic critic,
+    inner-product or with the exact quadratic family of Gaussian log-ratios, reaches E_q[T]
+    ~17 nats with slope ~3 and r ~0.73 on the 8-D, 23-nat case (benchmarks/README.md, "AVB's
+    critic at realistic KL")."""
     term, q, prior, step, true_kl = _critic_on_toy(d, kl, data_seed, init_seed, **settings)
     assert abs(true_kl - kl) < 0.01 * kl
     for i in range(600):
