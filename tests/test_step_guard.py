@@ -7,6 +7,7 @@ import pytest
 
 import tfvae
 from tfvae._tf import tf, tfk
+from tfvae.models import _guarded
 from tfvae.apps._divergence import MAX_CONSECUTIVE_SKIPPED, Diverged, DivergenceGuard
 
 
@@ -67,3 +68,39 @@ def test_the_guard_warns_on_a_recovered_skip_and_stops_on_a_streak():
     with pytest.raises(Diverged, match=f"diverged at step 6 .*{MAX_CONSECUTIVE_SKIPPED} "
                                        "optimizer step.* in a row skipped with loss nan"):
         model.fit(_batches(x, *streak, x), epochs=1, verbose=0, callbacks=[guard])
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("where", ["float32", "float64", "sliced"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_one_non_finite_gradient_element_skips_a_step_whose_loss_is_finite(jit, where, value):
+    # Three variables of two dtypes, one gradient a tf.IndexedSlices; the loss is finite and
+    # one element (not the first) of one gradient is not: the check must see every element.
+    variables = [tf.Variable(np.ones((3, 4), np.float32)), tf.Variable(np.ones(5, np.float64)),
+                 tf.Variable(np.ones((6, 2), np.float32))]
+    optimizer = tfk.optimizers.SGD(0.5)
+
+    @tf.function(jit_compile=jit)
+    def step(bad):
+        grads = [tf.fill([3, 4], 0.25), tf.fill([5], tf.constant(0.25, tf.float64)),
+                 tf.IndexedSlices(tf.fill([2, 2], 0.25), tf.constant([1, 4]), tf.constant([6, 2]))]
+        if bad:
+            if where == "float32":
+                grads[0] = tf.tensor_scatter_nd_update(grads[0], [[2, 1]], [value])
+            elif where == "float64":
+                grads[1] = tf.tensor_scatter_nd_update(grads[1], [[3]], tf.constant([value], tf.float64))
+            else:
+                grads[2] = tf.IndexedSlices(tf.constant([[0.25, 0.25], [0.25, value]], tf.float32),
+                                            grads[2].indices, grads[2].dense_shape)
+        return _guarded.apply_if_finite(optimizer, tf.constant(1.5), grads, variables)
+
+    before = [v.numpy().copy() for v in variables]
+    assert not bool(step(True))
+    for b, v in zip(before, variables):
+        np.testing.assert_array_equal(b, v.numpy())
+    assert int(optimizer.iterations.numpy()) == 1
+    assert bool(step(False))  # the same step with finite gradients applies
+    np.testing.assert_allclose(variables[0].numpy(), 1 - 0.5 * 0.25)
+    np.testing.assert_allclose(variables[1].numpy(), 1 - 0.5 * 0.25)
+    np.testing.assert_allclose(variables[2].numpy()[[1, 4]], 1 - 0.5 * 0.25)
+    np.testing.assert_array_equal(variables[2].numpy()[[0, 2, 3, 5]], 1.0)

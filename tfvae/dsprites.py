@@ -247,8 +247,8 @@ def load(split="train", batch_size=128, with_labels=False, with_factors=False, s
     if with_labels and with_factors:
         raise ValueError("Pass at most one of `with_labels` and `with_factors`.")
     indices = split_indices(split)[:limit]
-    packed = tf.constant(load_packed(data_dir)[indices])
-    classes = tf.constant(latents_classes(indices)[:, 1:])
+    packed = data.host_variable(load_packed(data_dir)[indices])
+    classes = data.host_variable(latents_classes(indices)[:, 1:])
     table = tf.constant(np.stack([np.pad(LATENT_VALUES[n], (0, 40 - len(LATENT_VALUES[n])))
                                   for n in FACTOR_NAMES]), tf.float32)  # [5, 40]
     shuffle = (split == "train") if shuffle is None else shuffle

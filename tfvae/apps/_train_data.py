@@ -139,7 +139,7 @@ class Data:
         self.image_shape = tuple(int(s) for s in test_x.shape[1:])
         self.num_train = len(train_x)
         self.steps_per_epoch = steps_per_epoch(cfg, self.num_train)
-        self._train = tfvae.data.host_tensor(train_x)  # uint8 [N, H, W, C]; gathered per batch
+        self._train = tfvae.data.host_variable(train_x)  # uint8 [N, H, W, C]; gathered per batch
         del train_x
         # The test set gets one fixed binarization, so validation numbers compare across epochs.
         # One uint8 copy each: a tensor that the dataset slices, and a NumPy view of it.
