@@ -342,3 +342,18 @@ def test_callback_logs_every_epoch(tmp_path, name):
 
 def test_importing_the_callbacks_registers_the_train_app_hook():
     assert "elbo_decomposition" in callbacks.EXTRA_CALLBACKS.names()
+
+
+def test_the_exact_sum_traces_once_for_a_split_decomposed_every_epoch(linear):
+    # The callback decomposes the same validation images after every epoch: one trace must
+    # serve every call. A trace per call, closing over the posteriors, kept each epoch's
+    # graph with their parameters as constants (+7 MB of resident memory per call).
+    from tfvae.evaluation import _decomposition_methods as methods
+    model, x = linear
+    counts = []
+    for seed in range(4):
+        values = dec.elbo_decomposition(model, x[:600], estimator="exact", batch_size=200,
+                                        seed=seed)
+        assert values["num_examples"] == 600 and np.isfinite(values["tc"])
+        counts.append(methods._exact_rows_traced.experimental_get_tracing_count())
+    assert counts[1] >= 1 and counts[1:] == [counts[1]] * 3, counts
