@@ -84,6 +84,21 @@ def limit_malloc_arenas(arenas=MALLOC_ARENAS):
     return bool(mallopt(_M_ARENA_MAX, int(arenas)))
 
 
+def release_free_memory():
+    """Hands the pages glibc's malloc holds free back to the kernel (`malloc_trim(0)`).
+
+    XLA's first compilation and each epoch's end (summaries, the decomposition, the
+    checkpoint) free hundreds of MB that glibc keeps mapped, so they count in the RSS of
+    everything that follows; allocations after a trim fault pages back in as they need
+    them. Returns whether anything was released; does nothing off glibc."""
+    try:
+        import ctypes  # noqa: PLC0415
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(trim(0))
+
+
 def run_main(prog, fn, argv=None):
     """Calls `fn(argv)`; UsageError -> one stderr line and 2, Ctrl-C -> 130.
 

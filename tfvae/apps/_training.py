@@ -27,6 +27,31 @@ SUMMARY_IMAGES = 1000
 
 # ---------------------------------------------------------------------------- training
 
+class ReleaseFreeMemory(tfk.callbacks.Callback):
+    """Returns malloc's free pages to the kernel (`_cli.release_free_memory`) after the first
+    train call and the first validation, which held XLA's compilation scratch, and at each
+    epoch's end, after the callbacks before it (summaries, the decomposition, the
+    checkpoint) freed theirs."""
+
+    def __init__(self):
+        super().__init__()
+        self._supports_tf_logs = True  # never needs the logs
+        self._first_train_call = self._first_validation = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._first_train_call:
+            self._first_train_call = False
+            _cli.release_free_memory()
+
+    def on_test_end(self, logs=None):
+        if self._first_validation:
+            self._first_validation = False
+            _cli.release_free_memory()
+
+    def on_epoch_end(self, epoch, logs=None):
+        _cli.release_free_memory()
+
+
 class Result:
     """What `train` returns: the model, its export module, paths and metrics."""
 
@@ -126,7 +151,8 @@ def train(cfg, recipe, args=None, out=print):
                      # after the extras, which may add entries to the epoch's logs
                      callbacks_lib.EpochScalarsCallback(context),
                      *([stopper] if stopper else []),  # its record goes in this epoch's save
-                     checkpointer]  # last: a saved epoch has all its logs
+                     checkpointer,  # after the others: a saved epoch has all its logs
+                     ReleaseFreeMemory()]
         # Hyperparameters only: what defines the run, and its length (not paths or switches
         # such as export, fresh or dry_run).
         hparams = {k: v for k, v in resolved.items() if k in cfg.identity() or k == "epochs"}
@@ -172,6 +198,7 @@ def train(cfg, recipe, args=None, out=print):
             f"{e}: lower --learning-rate (now {cfg.learning_rate:g}) or check the data for "
             f"NaN/Inf; nothing was exported and {kept}.") from None
     train_seconds = time.perf_counter() - t0
+    _cli.release_free_memory()  # before the test split's evaluation and the export
     _controls.finish(stopper_state, stopper, out)
 
     # The test split, first seen here (validation during training used held-out images).
