@@ -88,7 +88,8 @@ def test_one_non_finite_gradient_element_skips_a_step_whose_loss_is_finite(jit, 
             if where == "float32":
                 grads[0] = tf.tensor_scatter_nd_update(grads[0], [[2, 1]], [value])
             elif where == "float64":
-                grads[1] = tf.tensor_scatter_nd_update(grads[1], [[3]], tf.constant([value], tf.float64))
+                grads[1] = tf.tensor_scatter_nd_update(grads[1], [[3]],
+                                                       tf.constant([value], tf.float64))
             else:
                 grads[2] = tf.IndexedSlices(tf.constant([[0.25, 0.25], [0.25, value]], tf.float32),
                                             grads[2].indices, grads[2].dense_shape)
