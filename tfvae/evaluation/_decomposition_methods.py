@@ -81,7 +81,7 @@ def _exact_rows(z, q_parts, marg_parts, log_n):
 #: traced once per structure and shape: the posteriors are arguments (TFP distributions are
 #: composite tensors), so a training run's every epoch reuses one trace. A function traced
 #: per call, closing over them, held each epoch's graph with the posteriors' parameters as
-#: constants: +4-6 MB of resident memory per epoch in the main job (benchmarks/README.md).
+#: constants: ~7 MB of resident memory per epoch in the main job (benchmarks/README.md).
 _exact_rows_traced = tf.function(_exact_rows, reduce_retracing=True)
 
 

@@ -16,7 +16,7 @@ from tfvae._tf import tf
 def _all_finite(loss, grads):
     """Whether `loss` and every gradient are finite: one reduction over all of them
     flattened and concatenated (per dtype). A reduction per gradient made XLA compile ~40
-    more kernels, 20-30 MB more resident memory at the first call (benchmarks/README.md)."""
+    more kernels and tens of MB more resident memory at the first call (benchmarks/README.md)."""
     flat = {}
     for t in (loss, *grads):
         if t is None:
