@@ -64,6 +64,15 @@ _M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
 
 
+def _glibc(name):
+    """glibc's function `name` through ctypes, or None off glibc."""
+    try:
+        import ctypes  # noqa: PLC0415
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
 def limit_malloc_arenas(arenas=MALLOC_ARENAS):
     """Caps glibc's malloc arenas for this process, as MALLOC_ARENA_MAX=`arenas` would.
 
@@ -76,12 +85,8 @@ def limit_malloc_arenas(arenas=MALLOC_ARENAS):
     """
     if "MALLOC_ARENA_MAX" in os.environ or "tensorflow" in sys.modules:
         return False
-    try:
-        import ctypes  # noqa: PLC0415
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    return bool(mallopt(_M_ARENA_MAX, int(arenas)))
+    mallopt = _glibc("mallopt")
+    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, int(arenas)))
 
 
 def release_free_memory():
@@ -91,12 +96,8 @@ def release_free_memory():
     checkpoint) free hundreds of MB that glibc keeps mapped, so they count in the RSS of
     everything that follows; allocations after a trim fault pages back in as they need
     them. Returns whether anything was released; does nothing off glibc."""
-    try:
-        import ctypes  # noqa: PLC0415
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return False
-    return bool(trim(0))
+    trim = _glibc("malloc_trim")
+    return trim is not None and bool(trim(0))
 
 
 def run_main(prog, fn, argv=None):
