@@ -3,6 +3,7 @@ line on stderr that starts with the app's name, no traceback, nothing written; a
 run stops, exports nothing and keeps only finite checkpoints; no NaN model is exported."""
 
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -242,6 +243,34 @@ def test_nan_weights_are_never_exported(tmp_path):
     with pytest.raises(ValueError, match=f"variable {variable.name!r} has 1 NaN/Inf"):
         export.save(model, tmp_path / "m")
     assert os.listdir(tmp_path) == []
+
+
+def test_training_leaves_nothing_frozen_whether_it_ends_or_raises(tmp_path, monkeypatch):
+    # The train app freezes the objects alive after the first train call (gc.freeze), so
+    # that each epoch's collection scans only newer ones. Both ends of training must thaw
+    # them: a frozen object is never collected, whatever it holds.
+    from tfvae import callbacks as callbacks_lib
+    from tfvae._tf import tfk
+    seen = []
+
+    class Probe(tfk.callbacks.Callback):
+        def __init__(self, interrupt):
+            super().__init__()
+            self.interrupt = interrupt
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(gc.get_freeze_count())
+            if self.interrupt:  # Keras then skips on_train_end
+                raise KeyboardInterrupt
+
+    assert gc.get_freeze_count() == 0
+    for interrupt, code in ((False, 0), (True, 130)):
+        monkeypatch.setattr(callbacks_lib, "extra_callbacks",
+                            lambda model, context, i=interrupt: [Probe(i)])
+        argv = TINY + ["--logdir", str(tmp_path / "runs"), "--no-export", "--fresh"]
+        assert train_app.main(argv) == code
+        assert gc.get_freeze_count() == 0, interrupt
+    assert len(seen) == 2 and min(seen) > 1000, seen  # frozen while training ran
 
 
 def test_diverging_run_stops_keeps_finite_checkpoints_and_exports_nothing(tmp_path, capsys):

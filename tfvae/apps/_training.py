@@ -1,6 +1,7 @@
 """The train app's run: everything after the command line is parsed (`tfvae.apps.train`
 parses it without importing TensorFlow, then calls `train` here)."""
 
+import gc
 import os
 import shutil
 import time
@@ -28,20 +29,34 @@ SUMMARY_IMAGES = 1000
 # ---------------------------------------------------------------------------- training
 
 class ReleaseFreeMemory(tfk.callbacks.Callback):
-    """Returns malloc's free pages to the kernel (`_cli.release_free_memory`) after the first
-    train call and the first validation, which held XLA's compilation scratch, and at each
-    epoch's end, after the callbacks before it (summaries, the decomposition, the
-    checkpoint) freed theirs."""
+    """Collects garbage cycles and returns malloc's free pages to the kernel
+    (`_cli.release_free_memory`) after the first train call and the first validation, which
+    held XLA's compilation scratch, and at each epoch's end, after the callbacks before it
+    (summaries, the decomposition, the checkpoint) freed theirs.
+
+    After the first train call's collection it also freezes the objects alive then (the
+    model, its traced and compiled step, the data pipelines: `gc.freeze()`), so each
+    epoch's collection scans only what came after: ~15 ms instead of ~0.4 s in the main
+    job. `thaw` (called at the end of training, and by `train` if training raises) makes
+    them collectable again.
+    """
 
     def __init__(self):
         super().__init__()
         self._supports_tf_logs = True  # never needs the logs
-        self._first_train_call = self._first_validation = True
+        self._first_validation = True
+        self._first_train_call = self._frozen = False
+
+    def on_train_begin(self, logs=None):
+        self._first_train_call = True
 
     def on_train_batch_end(self, batch, logs=None):
         if self._first_train_call:
             self._first_train_call = False
             _cli.release_free_memory()
+            if not self._frozen:
+                gc.freeze()
+                self._frozen = True
 
     def on_test_end(self, logs=None):
         if self._first_validation:
@@ -50,6 +65,15 @@ class ReleaseFreeMemory(tfk.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         _cli.release_free_memory()
+
+    def on_train_end(self, logs=None):
+        self.thaw()
+
+    def thaw(self):
+        """Undoes this callback's `gc.freeze()`, if it froze anything (`gc.unfreeze()`)."""
+        if self._frozen:
+            self._frozen = False
+            gc.unfreeze()
 
 
 class Result:
@@ -143,6 +167,7 @@ def train(cfg, recipe, args=None, out=print):
         checkpointer = callbacks_lib.CheckpointCallback(
             manager, epoch_var, step_var, cfg.checkpoint_every_steps, data.steps_per_epoch)
         timer = EpochTimer()
+        release = ReleaseFreeMemory()
         # The guard first: a diverged step stops training before any other callback (epoch-end
         # summaries, the checkpoint) runs on its weights.
         callbacks = [DivergenceGuard(), timer,
@@ -152,7 +177,7 @@ def train(cfg, recipe, args=None, out=print):
                      callbacks_lib.EpochScalarsCallback(context),
                      *([stopper] if stopper else []),  # its record goes in this epoch's save
                      checkpointer,  # after the others: a saved epoch has all its logs
-                     ReleaseFreeMemory()]
+                     release]
         # Hyperparameters only: what defines the run, and its length (not paths or switches
         # such as export, fresh or dry_run).
         hparams = {k: v for k, v in resolved.items() if k in cfg.identity() or k == "epochs"}
@@ -197,6 +222,8 @@ def train(cfg, recipe, args=None, out=print):
         raise _cli.UsageError(
             f"{e}: lower --learning-rate (now {cfg.learning_rate:g}) or check the data for "
             f"NaN/Inf; nothing was exported and {kept}.") from None
+    finally:  # Keras skips on_train_end when fit raises
+        release.thaw()
     train_seconds = time.perf_counter() - t0
     _cli.release_free_memory()  # before the test split's evaluation and the export
     _controls.finish(stopper_state, stopper, out)
