@@ -43,7 +43,7 @@ def main(argv=None):
     phases["first_call"] = memory_mb()
     model.fit(x, batch_size=128, epochs=1, verbose=0)
     phases["epoch"] = memory_mb()
-    _cli.release_free_memory()  # malloc_trim(0); a no-op off glibc
+    _cli.release_free_memory()  # gc.collect(), then malloc_trim(0) (glibc only)
     phases["after_malloc_trim"] = memory_mb()
     print(json.dumps({"jit": not args.no_jit, "posterior": args.posterior,
                       "rss_and_peak_mb": phases}))

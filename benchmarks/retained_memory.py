@@ -9,10 +9,11 @@ TensorFlow's pool for large tensors.
    fourth call's garbage is then collected with `gc.DEBUG_SAVEALL`, which reports what
    only a cyclic collection frees: the objects, the tensors among them and their bytes.
    A full collection's time (`gc.collect()`) is measured with the objects alive then,
-   and again after `gc.freeze()` of those (what the train app does after its first train
+   and again after `gc.freeze()` of those (what the train app does at its first train
    call), exact wall time of one call each.
-2. **pool**: RSS (VmRSS, exact) after a 46 MB uint8 tensor is made, then after it is
-   deleted and glibc's free pages trimmed (`_cli.release_free_memory`). TensorFlow's CPU
+2. **pool**: RSS (VmRSS, exact) after a 41 MiB uint8 tensor (55,000 images) is made,
+   then after it is deleted and glibc's free pages trimmed (`_cli.release_free_memory`).
+   TensorFlow's CPU
    allocator keeps large freed buffers in a pool of its own when oneDNN is on (the
    default on x86), so the second figure shows what the process keeps.
 """

@@ -98,10 +98,10 @@ def release_free_memory():
     checkpoint) free hundreds of MB that glibc keeps mapped, so they count in the RSS of
     everything that follows; allocations after a trim fault pages back in as they need
     them. The collection comes first because TFP distributions and Keras objects form
-    reference cycles: the epoch-end decomposition's garbage (847 objects, 6 MB of tensors
-    a call) waited for Python's rare full collection, and the main job's RSS crept up ~5 MB
-    an epoch until one ran (benchmarks/README.md). Returns whether the trim released
-    anything; off glibc it only collects."""
+    reference cycles: the epoch-end decomposition's garbage waited for Python's rare full
+    collection, and the main job's RSS crept up epoch by epoch until one ran
+    (benchmarks/README.md, "Garbage cycles"). Returns whether the trim released anything;
+    off glibc it only collects."""
     gc.collect()
     trim = _glibc("malloc_trim")
     return trim is not None and bool(trim(0))

@@ -36,8 +36,8 @@ class ReleaseFreeMemory(tfk.callbacks.Callback):
 
     At the first train call it first freezes the objects alive then (the model, its traced
     and compiled step, the data pipelines: `gc.freeze()`), so each collection scans only
-    what came after: ~15 ms instead of ~0.4 s in the main job, and more in a long-lived
-    process. At the end of training it releases once more, still frozen, then thaws
+    what came after, not every object of the process (benchmarks/README.md has the
+    times). At the end of training it releases once more, still frozen, then thaws
     (`thaw`; `train` calls it too if training raises), so the objects are collectable
     again.
     """
