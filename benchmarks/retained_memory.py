@@ -13,9 +13,8 @@ TensorFlow's pool for large tensors.
    call), exact wall time of one call each.
 2. **pool**: RSS (VmRSS, exact) after a 41 MiB uint8 tensor (55,000 images) is made,
    then after it is deleted and glibc's free pages trimmed (`_cli.release_free_memory`).
-   TensorFlow's CPU
-   allocator keeps large freed buffers in a pool of its own when oneDNN is on (the
-   default on x86), so the second figure shows what the process keeps.
+   TensorFlow's CPU allocator keeps large freed buffers in a pool of its own when oneDNN
+   is on (the default on x86), so the second figure shows what the process keeps.
 """
 
 import gc
