@@ -22,7 +22,7 @@ _LAZY = {
     "ForwardPass": "tfvae.types",
     **{name: f"tfvae.{name}" for name in (
         "data", "evaluation", "export", "likelihoods", "objectives", "posteriors", "priors",
-        "latent", "models", "callbacks")},
+        "latent", "models", "callbacks", "optimizers")},
 }
 
 #: the modules that register the built-in models, posteriors, likelihoods, priors, terms

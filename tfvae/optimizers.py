@@ -1,0 +1,161 @@
+"""Adam over one flat vector of parameters (`FlatAdam`), the train app's optimizer.
+
+tf_keras' Adam keeps two moment variables per model variable and updates each on its own.
+Inside an XLA-compiled train step that is three kernels per variable (the two moments and
+the weight), each compiled at the first call; with the step guard's skip around them
+(`tfvae.models._guarded`) XLA compiles them inside a conditional. `FlatAdam` keeps both
+moments as one vector each, of every variable it trains concatenated, so the moments take
+one update and each weight one slice of the step: fewer and simpler kernels, and less
+memory to compile them (`benchmarks/optimizer_memory.py` measures it; the figures are in
+benchmarks/README.md). The arithmetic is Adam's, operation for operation (tf_keras'
+`Adam.update_step`), so the weights after each step are those of tf_keras' Adam.
+
+A step the guard skips (a non-finite loss or gradient) leaves the moments and the weights
+exactly as they were, by a select on the flat vectors instead of a conditional
+(`apply_gradients(..., finite=)`), and advances `iterations` as tf_keras' optimizers do.
+"""
+
+import contextlib
+
+from tfvae._tf import tf, tfk
+
+
+class FlatAdam(tfk.optimizers.Adam):
+    """Adam (Kingma & Ba, 2015) with its first and second moments held in two flat vectors.
+
+    The same hyperparameters and results as `tf_keras.optimizers.Adam`, for float
+    variables of one dtype. Its checkpoint holds the two vectors (`m`, `v`) instead of two
+    variables per model variable, so it restores only what a `FlatAdam` saved for the same
+    variables, in the same order.
+
+    Args:
+        learning_rate: a float or a `tf_keras` learning-rate schedule. Default value: 1e-3.
+        beta_1, beta_2, epsilon: Adam's. Default values: 0.9, 0.999, 1e-7.
+        **kwargs: tf_keras optimizer arguments (`global_clipnorm`, `clipnorm`, `clipvalue`,
+            `name`). Not supported (ValueError): `amsgrad`, `adaptive_epsilon`,
+            `weight_decay`, `use_ema`; a step that the guard skips must leave every
+            variable as it was, and weight decay and a moving average would not.
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name="FlatAdam", **kwargs):
+        for key in ("amsgrad", "adaptive_epsilon", "use_ema"):
+            if kwargs.get(key):
+                raise ValueError(f"FlatAdam does not support `{key}=True`; use "
+                                 "tf_keras.optimizers.Adam for it.")
+        if kwargs.get("weight_decay"):
+            raise ValueError("FlatAdam does not support `weight_decay`; use "
+                             "tf_keras.optimizers.AdamW for it.")
+        kwargs.pop("jit_compile", None)  # its update is one function; see `build`
+        super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
+                         epsilon=epsilon, name=name, jit_compile=False, **kwargs)
+        self._layout = None
+
+    def build(self, var_list):
+        """Creates `m` and `v`, zero vectors of the total size of `var_list`, and records
+        each variable's offset in them (idempotent)."""
+        var_list = list(var_list)
+        tfk.optimizers.Optimizer.build(self, var_list)  # the index, not Adam's slots
+        if getattr(self, "_built", False):
+            return
+        dtypes = {v.dtype.base_dtype for v in var_list}
+        if len(dtypes) > 1 or not all(d.is_floating for d in dtypes):
+            raise TypeError("FlatAdam trains float variables of one dtype; got "
+                            f"{sorted(d.name for d in dtypes)}.")
+        if not all(v.shape.is_fully_defined() for v in var_list):
+            raise ValueError("FlatAdam needs variables of static shapes.")
+        self._built = True
+        self._layout, offset = self._no_dependency({}), 0  # not a checkpoint child
+        for var in var_list:
+            size = var.shape.num_elements()
+            self._layout[self._var_key(var)] = (offset, size)
+            offset += size
+        dtype = dtypes.pop() if dtypes else tf.float32
+        strategy = tf.distribute.get_strategy()
+        with (strategy.extended.colocate_vars_with(var_list[0]) if var_list
+              else contextlib.nullcontext()):
+            self.m = self.add_variable([offset], dtype, name="m")
+            self.v = self.add_variable([offset], dtype, name="v")
+
+    def apply_gradients(self, grads_and_vars, name=None, skip_gradients_aggregation=False,
+                        finite=None, **kwargs):
+        """tf_keras' `apply_gradients`; with `finite` (a scalar bool tensor), a step where
+        it is False leaves the moments and the variables as they were (a select, no
+        conditional) and only advances `iterations`."""
+        self._finite = finite
+        try:
+            return super().apply_gradients(
+                grads_and_vars, name=name,
+                skip_gradients_aggregation=skip_gradients_aggregation, **kwargs)
+        finally:
+            self._finite = None
+
+    def _distributed_apply_gradients_fn(self, distribution, grads_and_vars, **kwargs):
+        grads_and_vars = list(grads_and_vars)
+        finite = getattr(self, "_finite", None)
+
+        def update(m, *grads):
+            # Called once per replica's copy of `m`; the other variables read and written
+            # here resolve to the same replica's copies (tf.distribute's update context).
+            self._flat_step(m, grads, [v for _, v in grads_and_vars], finite)
+
+        distribution.extended.update(self.m, update, args=tuple(g for g, _ in grads_and_vars),
+                                     group=False)
+        return self.iterations.assign_add(1)
+
+    def _flat_step(self, m, grads, variables, finite):
+        """One Adam step on the flat moments `m` (this replica's), `self.v` and `variables`.
+
+        Adam's arithmetic as tf_keras' `Adam.update_step` orders it; variables this call
+        has no gradient for keep their weights and moments."""
+        for var in variables:
+            if self._var_key(var) not in self._layout:
+                raise ValueError(f"FlatAdam was built without variable {var.name!r}; build "
+                               "it with every variable it will train.")
+        v = self.v
+        dtype = m.dtype
+        pieces, present = [], []
+        given = {self._var_key(var): g for g, var in zip(grads, variables)}
+        for key, (offset, size) in self._layout.items():
+            g = given.get(key)
+            if g is None:
+                pieces.append(tf.zeros([size], dtype))
+                present.append(tf.zeros([size], tf.bool))
+            else:
+                pieces.append(tf.reshape(tf.convert_to_tensor(g), [-1]))
+                present.append(tf.ones([size], tf.bool))
+        g = tf.concat(pieces, 0) if len(pieces) > 1 else pieces[0]
+        lr = tf.cast(self.learning_rate, dtype)
+        local_step = tf.cast(self.iterations + 1, dtype)
+        beta_1_power = tf.pow(tf.cast(self.beta_1, dtype), local_step)
+        beta_2_power = tf.pow(tf.cast(self.beta_2, dtype), local_step)
+        alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        m_value, v_value = m.read_value(), v.read_value()
+        m_new = m_value + (g - m_value) * (1 - self.beta_1)
+        v_new = v_value + (tf.square(g) - v_value) * (1 - self.beta_2)
+        step = (m_new * alpha) / (tf.sqrt(v_new) + self.epsilon)
+        keep = None
+        if len(given) < len(self._layout):
+            keep = tf.logical_not(tf.concat(present, 0))
+        if finite is not None:
+            skip = tf.logical_not(tf.convert_to_tensor(finite))
+            keep = skip if keep is None else tf.logical_or(keep, skip)
+        if keep is not None:  # w - 0 is w, bit for bit
+            m_new = tf.where(keep, m_value, m_new)
+            v_new = tf.where(keep, v_value, v_new)
+            step = tf.where(keep, tf.zeros_like(step), step)
+        m.assign(m_new)
+        v.assign(v_new)
+        for var in variables:
+            offset, size = self._layout[self._var_key(var)]
+            var.assign_sub(tf.reshape(step[offset:offset + size], var.shape))
+
+    def update_step(self, gradient, variable):
+        raise NotImplementedError("FlatAdam updates every variable at once "
+                                  "(`apply_gradients`), not one at a time.")
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("jit_compile", None)
+        return config
+
