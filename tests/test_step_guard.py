@@ -8,12 +8,14 @@ import pytest
 import tfvae
 from tfvae._tf import tf, tfk
 from tfvae.models import _guarded
+from tfvae.optimizers import FlatAdam
 from tfvae.apps._divergence import MAX_CONSECUTIVE_SKIPPED, Diverged, DivergenceGuard
 
 
-def _model(jit):
+def _model(jit, flat=False):
     model = tfvae.VAE(input_shape=(28, 28, 1), latent_dim=2, hidden_units=(16,), seed=0)
-    model.compile(optimizer=tfk.optimizers.Adam(1e-2), jit_compile=jit)
+    optimizer = FlatAdam(1e-2) if flat else tfk.optimizers.Adam(1e-2)
+    model.compile(optimizer=optimizer, jit_compile=jit)
     return model
 
 
@@ -21,13 +23,14 @@ def _batches(*arrays):
     return tf.data.Dataset.from_tensor_slices(np.concatenate(arrays)).batch(16)
 
 
+@pytest.mark.parametrize("flat", [False, True], ids=["adam", "flat_adam"])
 @pytest.mark.parametrize("jit", [False, True])
-def test_a_nan_batch_is_skipped_whole_and_training_goes_on(jit):
+def test_a_nan_batch_is_skipped_whole_and_training_goes_on(jit, flat):
     rng = np.random.default_rng(1)
     x = rng.random((32, 28, 28, 1)).astype(np.float32)
     bad = x[:16].copy()
     bad[5, 3, 4, 0] = np.nan  # one pixel: every gradient it reaches is NaN
-    model = _model(jit)
+    model = _model(jit, flat)
     model.fit(_batches(x), epochs=1, verbose=0)  # Adam's moments exist and are non-zero
     weights = [v.numpy().copy() for v in model.trainable_variables]
     moments = [v.numpy().copy() for v in model.optimizer.variables[1:]]  # [0]: iterations

@@ -19,8 +19,10 @@ from tfvae import callbacks as callbacks_lib
 from tfvae import config as config_lib
 from tfvae._tf import tf, tfk
 from tfvae.apps import _build, _cli
+from tfvae.apps import _train_controls as _controls
 from tfvae.apps import sample as sample_app
 from tfvae.apps import train as train_app
+from tfvae.optimizers import FlatAdam
 from tfvae.registry import MODELS
 
 # Tiny and fast: 6 steps of 64 synthetic images per epoch, a 32-unit MLP, no XLA compile
@@ -483,6 +485,26 @@ def test_steps_per_execution_changes_no_weight_and_still_checkpoints(tmp_path):
     reader = tf.train.load_checkpoint(str(tmp_path / "runs" / "four" / "checkpoints" / "ckpt-10"))
     assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 1
     assert reader.get_tensor("step_in_epoch/.ATTRIBUTES/VARIABLE_VALUE") == 4
+
+
+def test_a_checkpoint_with_adams_moments_per_variable_is_refused(tmp_path, monkeypatch,
+                                                                   capsys):
+    # A run checkpointed by an earlier tfvae, whose app trained with tf_keras' Adam (two
+    # moment variables per weight): FlatAdam would restore its flat moments as zeros.
+    argv = TINY + ["--no-export"] + dirs(tmp_path, "old")
+    with monkeypatch.context() as patch:
+        patch.setattr(_controls, "optimizer", lambda cfg, total_steps: tfk.optimizers.Adam(
+            cfg.learning_rate))
+        assert run_in_process(argv + ["--epochs", "1"]).iterations == 6
+    capsys.readouterr()
+    assert train_app.main(argv + ["--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "one variable at a time" in err and "--fresh" in err, err
+    # --fresh starts it over, with the app's optimizer.
+    assert train_app.main(argv + ["--epochs", "1", "--fresh"]) == 0
+    again = run_in_process(argv + ["--epochs", "2"])  # and that run resumes
+    assert again.iterations == 12 and isinstance(again.model.optimizer, FlatAdam)
 
 
 def _read_lines(proc, until, timeout):
