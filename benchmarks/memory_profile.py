@@ -16,7 +16,8 @@ first_step   after the first compiled train call (tracing and compiling included
 end          after training, the final evaluation and the export
 ```
 plus the training images/s of the run (images of an epoch over the median epoch time after
-the first; the train app's EpochTimer stops at the epoch's validation).
+the first; the train app's EpochTimer stops at the epoch's validation) and its test ELBO (a
+lower bound on log p(x), nats per image; None for a model that does not report it).
 """
 
 import argparse
@@ -84,6 +85,7 @@ def main(argv=None):
            malloc_arenas=_cli.MALLOC_ARENAS if capped else "glibc default",
            train_images_per_s=min(result.data.num_train,
                                   result.data.steps_per_epoch * cfg.batch_size) / steady,
+           test_elbo=result.metrics.get("elbo"),
            rss_mb={k: v[0] for k, v in phases.items()},
            peak_rss_by_phase_mb={k: v[1] for k, v in phases.items()})
 
