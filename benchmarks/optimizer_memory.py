@@ -3,6 +3,7 @@
     python benchmarks/optimizer_memory.py                      # every variant, 2 rounds
     python benchmarks/optimizer_memory.py --rounds 3 --epochs 3
     python benchmarks/optimizer_memory.py --variant keras --epochs 1
+    python benchmarks/optimizer_memory.py --speed              # FlatAdam vs Adam, img/s
 
 Runs the main job (`memory_profile.py`: the train app's defaults in-process, peak RSS by
 phase, exact) once per variant in a fresh process, the variants alternating within each
@@ -21,6 +22,13 @@ no_update    no optimizer update at all (the gradients feed the finiteness check
 ```
 The test ELBO of each run (`test_elbo`) shows whether they train alike: FlatAdam's
 arithmetic is tf_keras Adam's, so the runs' ELBOs agree to float32 round-off.
+
+`--speed` compares the two optimizers' train steps in one process instead, as
+`finite_check.py` compares two checks: the protocol's model (MLP 784-512-256, latent 32,
+full covariance, Bernoulli, XLA, 16 steps per call) built twice, one per optimizer, and
+`fit` timed on the same random binary images in alternating rounds, so that a burst of load
+on a shared machine hits both alike. One result line: each optimizer's images/s in its best
+and its median round, and the median of the per-round speed ratios (FlatAdam / Adam).
 """
 
 import argparse
@@ -75,17 +83,59 @@ def run_one(variant, epochs, extra):
         k: v for k, v in row.items() if k != "contender"})
 
 
+def time_steps(rounds, steps):
+    import time  # noqa: PLC0415
+    from tfvae.apps import _cli  # noqa: PLC0415
+    _cli.limit_malloc_arenas()
+    import numpy as np  # noqa: PLC0415
+    import tfvae  # noqa: PLC0415
+    from tfvae._tf import tf, tfk  # noqa: PLC0415
+    from tfvae.optimizers import FlatAdam  # noqa: PLC0415
+    x = (np.random.default_rng(0).random((8192, 28, 28, 1)) > 0.5).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(128, drop_remainder=True).repeat() \
+        .prefetch(4)
+    models = {}
+    for name, optimizer in (("flat_adam", FlatAdam(1e-3)), ("keras", tfk.optimizers.Adam(1e-3))):
+        model = tfvae.VAE(latent_dim=32, posterior="full_covariance", likelihood="bernoulli",
+                          input_shape=(28, 28, 1), hidden_units=(512, 256), seed=0)
+        model.compile(optimizer=optimizer, jit_compile=True, steps_per_execution=16)
+        model.fit(ds, epochs=1, steps_per_epoch=64, verbose=0)  # traced and compiled
+        models[name] = model
+    seconds = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
+            seconds[name].append(time.perf_counter() - t0)
+    images = steps * 128
+    ratios = sorted(k / f for f, k in zip(seconds["flat_adam"], seconds["keras"]))
+    report(benchmark="optimizer_speed", rounds=rounds, steps_per_round=steps,
+           best_images_per_s={k: images / min(v) for k, v in seconds.items()},
+           median_images_per_s={k: images / sorted(v)[len(v) // 2]
+                                for k, v in seconds.items()},
+           median_speed_ratio=ratios[len(ratios) // 2])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variant", choices=VARIANTS, help="run this one variant in this process")
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help="comma-separated variants to compare (default: all)")
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--speed", action="store_true",
+                   help="time FlatAdam's and Adam's train steps in one process instead")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="rounds (default: 2; with --speed, 24 of --speed-steps steps)")
+    p.add_argument("--speed-steps", type=int, default=96,
+                   help="steps per --speed round (a multiple of 16)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--steps-per-epoch", type=int, default=64,
                    help="the app's --steps-per-epoch (the first call is what is measured; "
                         "0: whole epochs, for images/s with --epochs 3 or more)")
     args = p.parse_args(argv)
+    if args.speed:
+        time_steps(args.rounds or 24, args.speed_steps)
+        return
+    args.rounds = args.rounds or 2
     extra = ["--steps-per-epoch", str(args.steps_per_epoch)] if args.steps_per_epoch else []
     if args.variant:
         run_one(args.variant, args.epochs, extra)
