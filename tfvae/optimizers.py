@@ -2,8 +2,8 @@
 
 tf_keras' Adam keeps two moment variables per model variable and updates each on its own.
 Inside an XLA-compiled train step that is three kernels per variable (the two moments and
-the weight), each compiled at the first call; with the step guard's skip around them
-(`tfvae.models._guarded`) XLA compiles them inside a conditional. `FlatAdam` keeps both
+the weight), each compiled at the first call, and all of them inside the step guard's
+`cond` (`tfvae.models._guarded`), which skips a non-finite step. `FlatAdam` keeps both
 moments as one vector each, of every variable it trains concatenated, so the moments take
 one update and each weight one slice of the step: fewer and simpler kernels, and less
 memory to compile them (`benchmarks/optimizer_memory.py` measures it; the figures are in
@@ -24,7 +24,8 @@ class FlatAdam(tfk.optimizers.Adam):
     """Adam (Kingma & Ba, 2015) with its first and second moments held in two flat vectors.
 
     The same hyperparameters and results as `tf_keras.optimizers.Adam`, for float
-    variables of one dtype. Its checkpoint holds the two vectors (`m`, `v`) instead of two
+    variables of one dtype (a `tf.IndexedSlices` gradient is made dense, which gives tf_keras'
+    sparse update's values). Its checkpoint holds the two vectors (`m`, `v`) instead of two
     variables per model variable, so it restores only what a `FlatAdam` saved for the same
     variables, in the same order.
 
@@ -46,7 +47,9 @@ class FlatAdam(tfk.optimizers.Adam):
         if kwargs.get("weight_decay"):
             raise ValueError("FlatAdam does not support `weight_decay`; use "
                              "tf_keras.optimizers.AdamW for it.")
-        kwargs.pop("jit_compile", None)  # its update is one function; see `build`
+        # tf_keras compiles its per-variable update with XLA when asked; FlatAdam's one
+        # update is traced where it is called (inside the XLA step, in the train app).
+        kwargs.pop("jit_compile", None)
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, name=name, jit_compile=False, **kwargs)
         self._layout = None
@@ -111,7 +114,7 @@ class FlatAdam(tfk.optimizers.Adam):
         for var in variables:
             if self._var_key(var) not in self._layout:
                 raise ValueError(f"FlatAdam was built without variable {var.name!r}; build "
-                               "it with every variable it will train.")
+                                 "it with every variable it will train.")
         v = self.v
         dtype = m.dtype
         pieces, present = [], []

@@ -9,7 +9,7 @@ tf_keras' LossScaleOptimizer: a `cond` around `apply_gradients`, taken in the re
 context where the strategy allows it and in the cross-replica context otherwise (a
 `merge_call` may not run inside a replica-context `cond`). A `tfvae.optimizers.FlatAdam`
 skips by a select on its flat vectors instead of a `cond` where no `merge_call` is needed
-(one replica): the same result, with less for XLA to compile.
+(the default strategy): the same result, with less for XLA to compile.
 """
 
 from tfvae._tf import tf
