@@ -80,6 +80,32 @@ class FlatAdam(tfk.optimizers.Adam):
             self.m = self.add_variable([offset], dtype, name="m")
             self.v = self.add_variable([offset], dtype, name="v")
 
+    @staticmethod
+    def can_restore(path, name):
+        """Whether checkpoint `path` holds, as its child `name`, an optimizer whose state a
+        `FlatAdam` restores: one without slots yet, or with two flat vectors. False for
+        tf_keras' Adam with moments per variable (restoring them would leave the flat
+        moments at zero, silently)."""
+        from tensorflow.core.protobuf import trackable_object_graph_pb2  # noqa: PLC0415
+        reader = tf.train.load_checkpoint(path)
+        graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+
+        def child(node, local_name):
+            return next((c.node_id for c in graph.nodes[node].children
+                         if c.local_name == local_name), None)
+        saved = child(0, name)
+        saved = None if saved is None else child(saved, "_variables")
+        if saved is None:
+            return True
+        # An optimizer lists `iterations`, then its slots, in `_variables`: FlatAdam's are
+        # `m` and `v`, two vectors; tf_keras' Adam has two per variable, of its shape.
+        slots = [graph.nodes[c.node_id] for c in graph.nodes[saved].children][1:]
+        shapes = reader.get_variable_to_shape_map()
+        ranks = {len(shapes[a.checkpoint_key]) for node in slots for a in node.attributes
+                 if a.name == "VARIABLE_VALUE" and a.checkpoint_key in shapes}
+        return not slots or (len(slots) == 2 and ranks == {1})
+
     def apply_gradients(self, grads_and_vars, name=None, skip_gradients_aggregation=False,
                         finite=None, **kwargs):
         """tf_keras' `apply_gradients`; with `finite` (a scalar bool tensor), a step where
@@ -117,16 +143,10 @@ class FlatAdam(tfk.optimizers.Adam):
                                  "it with every variable it will train.")
         v = self.v
         dtype = m.dtype
-        pieces, present = [], []
         given = {self._var_key(var): g for g, var in zip(grads, variables)}
-        for key, (offset, size) in self._layout.items():
-            g = given.get(key)
-            if g is None:
-                pieces.append(tf.zeros([size], dtype))
-                present.append(tf.zeros([size], tf.bool))
-            else:
-                pieces.append(tf.reshape(tf.convert_to_tensor(g), [-1]))
-                present.append(tf.ones([size], tf.bool))
+        pieces = [tf.zeros([size], dtype) if key not in given else
+                  tf.reshape(tf.convert_to_tensor(given[key]), [-1])
+                  for key, (_, size) in self._layout.items()]
         g = tf.concat(pieces, 0) if len(pieces) > 1 else pieces[0]
         lr = tf.cast(self.learning_rate, dtype)
         local_step = tf.cast(self.iterations + 1, dtype)
@@ -138,8 +158,9 @@ class FlatAdam(tfk.optimizers.Adam):
         v_new = v_value + (tf.square(g) - v_value) * (1 - self.beta_2)
         step = (m_new * alpha) / (tf.sqrt(v_new) + self.epsilon)
         keep = None
-        if len(given) < len(self._layout):
-            keep = tf.logical_not(tf.concat(present, 0))
+        if len(given) < len(self._layout):  # those without a gradient keep their state
+            keep = tf.concat([tf.fill([size], key not in given)
+                              for key, (_, size) in self._layout.items()], 0)
         if finite is not None:
             skip = tf.logical_not(tf.convert_to_tensor(finite))
             keep = skip if keep is None else tf.logical_or(keep, skip)

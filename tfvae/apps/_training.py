@@ -79,35 +79,6 @@ class ReleaseFreeMemory(tfk.callbacks.Callback):
             gc.unfreeze()
 
 
-def _check_optimizer_layout(optimizer, path, run_name):
-    """UsageError if checkpoint `path` holds Adam's moments one variable at a time (a run
-    checkpointed before the app's optimizer became `FlatAdam`): restoring it would start
-    the flat moments at zero, silently, and the resume would not be exact."""
-    if not isinstance(optimizer, FlatAdam):
-        return
-    from tensorflow.core.protobuf import trackable_object_graph_pb2  # noqa: PLC0415
-    reader = tf.train.load_checkpoint(path)
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
-    child = lambda node, name: next((c.node_id for c in graph.nodes[node].children  # noqa: E731
-                                     if c.local_name == name), None)
-    saved = child(0, "optimizer")
-    saved = None if saved is None else child(saved, "_variables")
-    if saved is None:
-        return
-    # An optimizer lists `iterations`, then its slots, in `_variables`: FlatAdam's are `m`
-    # and `v`, two vectors; tf_keras' Adam has two per model variable, of its shape.
-    slots = [graph.nodes[c.node_id] for c in graph.nodes[saved].children][1:]
-    shapes = reader.get_variable_to_shape_map()
-    ranks = {len(shapes[a.checkpoint_key]) for node in slots for a in node.attributes
-             if a.name == "VARIABLE_VALUE" and a.checkpoint_key in shapes}
-    if slots and (len(slots) != 2 or ranks != {1}):
-        raise _cli.UsageError(
-            f"run {run_name!r}: checkpoint {path} holds Adam's moments one variable at a time "
-            "(an earlier tfvae); this one keeps them in two flat vectors (FlatAdam) and "
-            "cannot resume it exactly: add --fresh to start the run over.")
-
-
 class Result:
     """What `train` returns: the model, its export module, paths and metrics."""
 
@@ -159,7 +130,13 @@ def train(cfg, recipe, args=None, out=print):
         latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
         last_epoch = cfg.epochs
         if latest:
-            _check_optimizer_layout(model.optimizer, latest, run_name)
+            if isinstance(model.optimizer, FlatAdam) and \
+                    not FlatAdam.can_restore(latest, "optimizer"):
+                raise _cli.UsageError(
+                    f"run {run_name!r}: checkpoint {latest} holds Adam's moments one variable "
+                    "at a time (an earlier tfvae); this one keeps them in two flat vectors "
+                    "(FlatAdam) and cannot resume it exactly: add --fresh to start the run "
+                    "over.")
             status = checkpoint.restore(latest)
             status.assert_existing_objects_matched()
             first_epoch, skip = int(epoch_var.numpy()), int(step_var.numpy())
