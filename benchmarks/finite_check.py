@@ -17,7 +17,6 @@ ratios (one reduction / one per gradient).
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,8 +30,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from tfvae.apps import _cli  # noqa: PLC0415
     _cli.limit_malloc_arenas()
-    import numpy as np  # noqa: PLC0415
-    import tfvae  # noqa: PLC0415
+    from benchmarks import _interleaved  # noqa: PLC0415
     from tfvae._tf import tf, tfk  # noqa: PLC0415
     from tfvae.models import _guarded  # noqa: PLC0415
 
@@ -41,35 +39,20 @@ def main(argv=None):
         checks += [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
         return tf.reduce_all(tf.stack(checks))
 
-    x = (np.random.default_rng(0).random((8192, 28, 28, 1)) > 0.5).astype(np.float32)
-    ds = tf.data.Dataset.from_tensor_slices(x).batch(128, drop_remainder=True).repeat() \
-        .prefetch(4)
+    ds = _interleaved.random_binary_batches()
     models, current = {}, _guarded._all_finite  # noqa: SLF001
     try:
         for name, check in (("one_reduction", current), ("per_gradient", per_gradient)):
             _guarded._all_finite = check  # noqa: SLF001  (read when the step is traced)
-            model = tfvae.VAE(latent_dim=32, posterior="full_covariance",
-                              likelihood="bernoulli", input_shape=(28, 28, 1),
-                              hidden_units=(512, 256), seed=0)
-            model.compile(optimizer=tfk.optimizers.Adam(1e-3), jit_compile=True,
-                          steps_per_execution=16)
-            model.fit(ds, epochs=1, steps_per_epoch=64, verbose=0)  # traced and compiled
-            models[name] = model
+            models[name] = _interleaved.protocol_model(tfk.optimizers.Adam(1e-3))
+            _interleaved.compile_all({name: models[name]}, ds)  # traced with this check
     finally:
         _guarded._all_finite = current  # noqa: SLF001
-    seconds = {name: [] for name in models}
-    for _ in range(args.rounds):
-        for name, model in models.items():
-            t0 = time.perf_counter()
-            model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0)
-            seconds[name].append(time.perf_counter() - t0)
-    images = args.steps * 128
-    ratios = sorted(b / a for a, b in zip(seconds["one_reduction"], seconds["per_gradient"]))
+    rates = _interleaved.time_rounds(models, ds, args.rounds, args.steps, "per_gradient")
     report(benchmark="finite_check", rounds=args.rounds, steps_per_round=args.steps,
-           best_images_per_s={k: images / min(v) for k, v in seconds.items()},
-           median_images_per_s={k: images / sorted(v)[len(v) // 2]
-                                for k, v in seconds.items()},
-           median_speed_ratio=ratios[len(ratios) // 2])
+           best_images_per_s=rates["best_images_per_s"],
+           median_images_per_s=rates["median_images_per_s"],
+           median_speed_ratio=rates["median_speed_ratio"]["one_reduction"])
 
 
 if __name__ == "__main__":

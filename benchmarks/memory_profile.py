@@ -81,13 +81,15 @@ def main(argv=None):
         phases["end"] = memory_mb()
     times = result.epoch_seconds
     steady = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else times[0]
-    report(contender="tfvae_train_app", argv=extra, epochs=args.epochs,
-           malloc_arenas=_cli.MALLOC_ARENAS if capped else "glibc default",
-           train_images_per_s=min(result.data.num_train,
-                                  result.data.steps_per_epoch * cfg.batch_size) / steady,
-           test_elbo=result.metrics.get("elbo"),
-           rss_mb={k: v[0] for k, v in phases.items()},
-           peak_rss_by_phase_mb={k: v[1] for k, v in phases.items()})
+    row = dict(contender="tfvae_train_app", argv=extra, epochs=args.epochs,
+               malloc_arenas=_cli.MALLOC_ARENAS if capped else "glibc default",
+               train_images_per_s=min(result.data.num_train,
+                                      result.data.steps_per_epoch * cfg.batch_size) / steady,
+               test_elbo=result.metrics.get("elbo"),
+               rss_mb={k: v[0] for k, v in phases.items()},
+               peak_rss_by_phase_mb={k: v[1] for k, v in phases.items()})
+    report(**row)
+    return row
 
 
 if __name__ == "__main__":

@@ -72,48 +72,27 @@ def run_one(variant, epochs, extra):
     capped = _cli.limit_malloc_arenas()  # before `install` imports TensorFlow
     install(variant)
     from benchmarks import memory_profile  # noqa: PLC0415
-    lines = []
-    original = memory_profile.report
-    memory_profile.report = lambda **kw: lines.append(kw)
-    memory_profile.main(["--epochs", str(epochs), "--", *extra])
-    memory_profile.report = original
-    row = lines[-1]
+    row = memory_profile.main(["--epochs", str(epochs), "--", *extra])
     row["malloc_arenas"] = _cli.MALLOC_ARENAS if capped else "glibc default"
     report(contender=f"optimizer_{variant}", variant=variant, **{
         k: v for k, v in row.items() if k != "contender"})
 
 
 def time_steps(rounds, steps):
-    import time  # noqa: PLC0415
     from tfvae.apps import _cli  # noqa: PLC0415
     _cli.limit_malloc_arenas()
-    import numpy as np  # noqa: PLC0415
-    import tfvae  # noqa: PLC0415
-    from tfvae._tf import tf, tfk  # noqa: PLC0415
+    from benchmarks import _interleaved  # noqa: PLC0415
+    from tfvae._tf import tfk  # noqa: PLC0415
     from tfvae.optimizers import FlatAdam  # noqa: PLC0415
-    x = (np.random.default_rng(0).random((8192, 28, 28, 1)) > 0.5).astype(np.float32)
-    ds = tf.data.Dataset.from_tensor_slices(x).batch(128, drop_remainder=True).repeat() \
-        .prefetch(4)
-    models = {}
-    for name, optimizer in (("flat_adam", FlatAdam(1e-3)), ("keras", tfk.optimizers.Adam(1e-3))):
-        model = tfvae.VAE(latent_dim=32, posterior="full_covariance", likelihood="bernoulli",
-                          input_shape=(28, 28, 1), hidden_units=(512, 256), seed=0)
-        model.compile(optimizer=optimizer, jit_compile=True, steps_per_execution=16)
-        model.fit(ds, epochs=1, steps_per_epoch=64, verbose=0)  # traced and compiled
-        models[name] = model
-    seconds = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            t0 = time.perf_counter()
-            model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
-            seconds[name].append(time.perf_counter() - t0)
-    images = steps * 128
-    ratios = sorted(k / f for f, k in zip(seconds["flat_adam"], seconds["keras"]))
+    ds = _interleaved.random_binary_batches()
+    models = {"flat_adam": _interleaved.protocol_model(FlatAdam(1e-3)),
+              "keras": _interleaved.protocol_model(tfk.optimizers.Adam(1e-3))}
+    _interleaved.compile_all(models, ds)
+    rates = _interleaved.time_rounds(models, ds, rounds, steps, "keras")
     report(benchmark="optimizer_speed", rounds=rounds, steps_per_round=steps,
-           best_images_per_s={k: images / min(v) for k, v in seconds.items()},
-           median_images_per_s={k: images / sorted(v)[len(v) // 2]
-                                for k, v in seconds.items()},
-           median_speed_ratio=ratios[len(ratios) // 2])
+           best_images_per_s=rates["best_images_per_s"],
+           median_images_per_s=rates["median_images_per_s"],
+           median_speed_ratio=rates["median_speed_ratio"]["flat_adam"])
 
 
 def main(argv=None):
