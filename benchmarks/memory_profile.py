@@ -15,9 +15,15 @@ data         the run's data loaded (Data constructed)
 first_step   after the first compiled train call (tracing and compiling included)
 end          after training, the final evaluation and the export
 ```
-plus the training images/s of the run (images of an epoch over the median epoch time after
-the first; the train app's EpochTimer stops at the epoch's validation) and its test ELBO (a
-lower bound on log p(x), nats per image; None for a model that does not report it).
+with the resident set split into anonymous and file-backed pages (RssAnon, RssFile) at each
+phase. The file part is clean pages of the shared libraries, and how many of them a process
+maps depends on the page cache, not on the run: right after an install, with the libraries'
+files cached whole, the same run reads more (benchmarks/README.md, "The main job's
+memory"). Compare runs after `echo 1 > /proc/sys/vm/drop_caches` (root) or from one
+checkout. Also reported: the training images/s of the run (images of an epoch over the
+median epoch time after the first; the train app's EpochTimer stops at the epoch's
+validation) and its test ELBO (a lower bound on log p(x), nats per image; None for a model
+that does not report it).
 """
 
 import argparse
@@ -30,15 +36,27 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import report  # noqa: E402
 
 
-def memory_mb():
-    """(rss, peak rss) of this process in MB (MiB), exact (the kernel's counters)."""
+def _status_mb(*keys):
+    """Fields of /proc/self/status in MB (MiB), exact (the kernel's counters)."""
     fields = {}
     with open("/proc/self/status") as f:
         for line in f:
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0]) / 1024
-    return round(fields["VmRSS"], 1), round(fields["VmHWM"], 1)
+            if key in keys:
+                fields[key] = round(int(value.split()[0]) / 1024, 1)
+    return tuple(fields[k] for k in keys)
+
+
+def memory_mb():
+    """(rss, peak rss) of this process in MB (MiB), exact (the kernel's counters)."""
+    return _status_mb("VmRSS", "VmHWM")
+
+
+def split_mb():
+    """(anonymous, file-backed) resident MB now: RssAnon, RssFile. The file part is clean
+    pages of the shared libraries; how many of them a run maps depends on the page cache,
+    not on the run (benchmarks/README.md, "The main job's memory")."""
+    return _status_mb("RssAnon", "RssFile")
 
 
 def main(argv=None):
@@ -58,11 +76,13 @@ def main(argv=None):
     from tfvae.apps import _train_data  # noqa: PLC0415
     from tfvae.apps import train as train_app  # noqa: PLC0415
     phases["import"] = memory_mb()
+    split = {"import": split_mb()}
     original = _train_data.Data.__init__
 
     def data_init(self, *a, **k):
         original(self, *a, **k)
         phases["data"] = memory_mb()
+        split["data"] = split_mb()
     _train_data.Data.__init__ = data_init
 
     from tfvae import callbacks as callbacks_lib  # noqa: PLC0415
@@ -70,7 +90,8 @@ def main(argv=None):
 
     class FirstStep(tfk.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            phases.setdefault("first_step", memory_mb())
+            if "first_step" not in phases:
+                phases["first_step"], split["first_step"] = memory_mb(), split_mb()
 
     callbacks_lib.register_callback("_memory_profile")(lambda context: FirstStep())
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,6 +100,7 @@ def main(argv=None):
                                           "--export-dir", os.path.join(tmp, "saved"), *extra])
         result = train_app.train(cfg, recipe, out=lambda s: None)
         phases["end"] = memory_mb()
+        split["end"] = split_mb()
     times = result.epoch_seconds
     steady = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else times[0]
     row = dict(contender="tfvae_train_app", argv=extra, epochs=args.epochs,
@@ -87,7 +109,8 @@ def main(argv=None):
                                       result.data.steps_per_epoch * cfg.batch_size) / steady,
                test_elbo=result.metrics.get("elbo"),
                rss_mb={k: v[0] for k, v in phases.items()},
-               peak_rss_by_phase_mb={k: v[1] for k, v in phases.items()})
+               peak_rss_by_phase_mb={k: v[1] for k, v in phases.items()},
+               rss_anon_file_mb={k: list(v) for k, v in split.items()})
     report(**row)
     return row
 
