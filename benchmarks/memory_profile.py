@@ -18,8 +18,8 @@ end          after training, the final evaluation and the export
 with the resident set split into anonymous and file-backed pages (RssAnon, RssFile) at each
 phase. The file part is clean pages of the shared libraries, and how many of them a process
 maps depends on the page cache, not on the run: right after an install, with the libraries'
-files cached whole, the same run reads more (benchmarks/README.md, "The main job's
-memory"). Compare runs after `echo 1 > /proc/sys/vm/drop_caches` (root) or from one
+files in the cache as pip wrote them, the same run reads more (README.md, "Several devices
+and clusters"). Compare runs after `echo 1 > /proc/sys/vm/drop_caches` (root) or from one
 checkout. Also reported: the training images/s of the run (images of an epoch over the
 median epoch time after the first; the train app's EpochTimer stops at the epoch's
 validation) and its test ELBO (a lower bound on log p(x), nats per image; None for a model
@@ -55,7 +55,7 @@ def memory_mb():
 def split_mb():
     """(anonymous, file-backed) resident MB now: RssAnon, RssFile. The file part is clean
     pages of the shared libraries; how many of them a run maps depends on the page cache,
-    not on the run (benchmarks/README.md, "The main job's memory")."""
+    not on the run (README.md, "Several devices and clusters")."""
     return _status_mb("RssAnon", "RssFile")
 
 
