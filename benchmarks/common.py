@@ -109,3 +109,15 @@ def write_table(out_dir, text):
 def report(**fields):
     fields["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(RESULT_PREFIX + json.dumps(fields), flush=True)
+
+
+def run_script(argv, env=None):
+    """Runs `python *argv` in a fresh process (its own XLA flags, its own peak RSS), prints
+    its last result line and returns that line's fields. Raises CalledProcessError if the
+    process fails."""
+    import subprocess  # noqa: PLC0415
+    out = subprocess.run([sys.executable, *argv], env=env, check=True, capture_output=True,
+                         text=True).stdout
+    line = [s for s in out.splitlines() if s.startswith(RESULT_PREFIX)][-1]
+    print(line, flush=True)
+    return json.loads(line[len(RESULT_PREFIX):])

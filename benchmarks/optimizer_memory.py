@@ -32,15 +32,13 @@ and its median round, and the median of the per-round speed ratios (FlatAdam / A
 """
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import RESULT_PREFIX, report  # noqa: E402
+from benchmarks.common import report, run_script  # noqa: E402
 
 VARIANTS = ("flat_adam", "keras", "unguarded", "no_update")
 
@@ -126,13 +124,9 @@ def main(argv=None):
     rows = {v: [] for v in variants}
     for _ in range(args.rounds):
         for variant in variants:
-            out = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--variant", variant,
-                 "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps_per_epoch)],
-                capture_output=True, text=True, check=True).stdout
-            line = [s for s in out.splitlines() if s.startswith(RESULT_PREFIX)][-1]
-            print(line, flush=True)
-            rows[variant].append(json.loads(line[len(RESULT_PREFIX):]))
+            rows[variant].append(run_script(
+                [os.path.abspath(__file__), "--variant", variant, "--epochs", str(args.epochs),
+                 "--steps-per-epoch", str(args.steps_per_epoch)]))
     print(f"{'variant':12s} {'first call peak MB':>30s} {'end RSS MB':>22s} {'img/s':>8s} "
           f"{'test ELBO':>10s}")
     for variant, runs in rows.items():

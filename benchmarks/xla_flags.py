@@ -20,17 +20,15 @@ medians over the processes.
 """
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.common import RESULT_PREFIX, report  # noqa: E402
+from benchmarks.common import report, run_script  # noqa: E402
 
 DEFAULT_FLAGS = ("", "--xla_backend_extra_options=xla_cpu_disable_new_fusion_emitters=1")
 STEPS_PER_ROUND = 96
@@ -94,12 +92,8 @@ def main(argv=None):
             env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
             if flags:
                 env["XLA_FLAGS"] = flags
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one",
-                                  "--steps", str(args.steps)], env=env, check=True,
-                                 capture_output=True, text=True).stdout
-            line = next(s for s in out.splitlines() if s.startswith(RESULT_PREFIX))
-            print(line, flush=True)
-            rows[flags].append(json.loads(line[len(RESULT_PREFIX):]))
+            rows[flags].append(run_script(
+                [os.path.abspath(__file__), "--one", "--steps", str(args.steps)], env=env))
     for flags, runs in rows.items():
         med = lambda f: statistics.median(f(r) for r in runs)  # noqa: E731
         print(f"{flags or '(default)'}: first call +{med(lambda r: r['first_call_mb']):.0f} "
