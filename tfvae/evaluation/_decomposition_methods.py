@@ -12,9 +12,11 @@ from tfvae.evaluation.knn import knn_entropy
 from tfvae.seeds import stateless_seed
 
 #: samples whose pairwise [rows, M, D] log-densities are built at once: eager mode keeps
-#: several such temporaries alive, 4 MB each at M = 500, D = 32 (all 500 rows: ~250 MB of
-#: peak RSS in a training run's epoch-end diagnostics)
-PAIRWISE_ROWS = 64
+#: several such temporaries alive, 1 MB each at M = 500, D = 32 (all 500 rows: ~250 MB of
+#: peak RSS in a training run's epoch-end diagnostics; 16 rows lower the main job's epoch-end
+#: peak below 64's, benchmarks/README.md, "The main job's memory"). The values do not
+#: depend on it.
+PAIRWISE_ROWS = 16
 
 
 def encode_all(model, images, batch_size, seed):
