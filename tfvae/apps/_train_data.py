@@ -71,23 +71,39 @@ def eval_batch_size(num, batch_size):
 
 
 class FloatImages:
-    """uint8 grey levels seen as float32 in [0, 1] (`tfvae.data.to_float`, / 255), converted
-    when indexed: the validation and test splits are held at a quarter of their float size
-    (Fashion-MNIST's 15,000 images: 12 MB instead of 47), and the few images a callback
-    shows are converted on the way. Binarized images are held as {0, 255}, so they read as
-    exactly {0, 1}. The values equal those of converting the whole array at once."""
+    """uint8 images seen as float32 in [0, 1], converted when indexed: the validation and
+    test splits are held small, and the few images a callback shows are converted on the
+    way. Grey levels are held as uint8 and read / 255 (`tfvae.data.to_float`), a quarter of
+    their float size; binarized images are held bit-packed (`image_shape` given:
+    `tfvae.data.pack_binary` bits of H x W x C images), a 32nd, and read as exactly {0, 1}.
+    Fashion-MNIST's 15,000 held images: 1.5 MB binarized, 12 MB grey, 47 MB as float. The
+    values equal those of converting the whole array at once."""
 
-    def __init__(self, tensor):
+    def __init__(self, tensor, image_shape=None):
         self.tensor = tensor  # uint8 host tensor, the one copy
         self.uint8 = np.asarray(tensor)  # a NumPy view of it
+        self.image_shape = None if image_shape is None else tuple(image_shape)
 
-    @staticmethod
-    def _float(images):
-        return np.asarray(images).astype(np.float32) / np.float32(255)
+    def _float(self, images):
+        images = np.asarray(images)
+        if self.image_shape is None:
+            return images.astype(np.float32) / np.float32(255)
+        bits = np.unpackbits(images, axis=-1, count=int(np.prod(self.image_shape)))
+        return bits.reshape(*images.shape[:-1], *self.image_shape).astype(np.float32)
+
+    def batches(self, batch_size):
+        """A tf.data.Dataset of float32 [batch_size, H, W, C], converted per batch."""
+        shape = self.image_shape
+        convert = (lambda x: tfvae.data.to_float(x, None)) if shape is None else \
+            (lambda x: tfvae.data.unpack_binary(x, shape))
+        return tf.data.Dataset.from_tensor_slices(self.tensor).batch(batch_size) \
+            .map(convert).prefetch(tf.data.AUTOTUNE)
 
     @property
     def shape(self):
-        return self.uint8.shape
+        if self.image_shape is None:
+            return self.uint8.shape
+        return (len(self.uint8), *self.image_shape)
 
     def __len__(self):
         return len(self.uint8)
@@ -106,9 +122,10 @@ class FloatImages:
 class Data:
     """The run's data: uint8 training images (bit-packed, an eighth of that, when the
     binarization is static or the data is dSprites); validation and test images binarized
-    once (so their numbers compare across epochs), held as uint8 and seen as float
-    (`FloatImages`); the epoch stream. Validation images are held out of the training split
-    (`validation_size`); the test split is for the end of the run only.
+    once (so their numbers compare across epochs), held as uint8 (bit-packed when
+    binarized) and seen as float (`FloatImages`); the epoch stream. Validation images are
+    held out of the training split (`validation_size`); the test split is for the end of
+    the run only.
 
     Epoch e's order is a shuffle seeded by (seed, e) and a dynamic binarization keyed by
     (seed, e, batch), so any epoch (or its tail) can be rebuilt after a restart.
@@ -161,9 +178,7 @@ class Data:
 
     def _batched(self, images):
         """Float batches of a `FloatImages`, converted from its uint8 tensor per batch."""
-        size = eval_batch_size(len(images), self.cfg.batch_size)
-        return tf.data.Dataset.from_tensor_slices(images.tensor).batch(size) \
-            .map(lambda x: tfvae.data.to_float(x, None)).prefetch(tf.data.AUTOTUNE)
+        return images.batches(eval_batch_size(len(images), self.cfg.batch_size))
 
     def _load_train(self, name):
         """uint8 training images and labels; dSprites' stay bit-packed ([N, 64, 8], 377 MB
@@ -182,14 +197,15 @@ class Data:
         return np.unpackbits(images, axis=-1)[..., None] * np.uint8(255)
 
     def _fixed(self, images):
-        """`FloatImages` of uint8 `images` with their one fixed binarization ({0, 255}):
+        """`FloatImages` of uint8 `images` with their one fixed binarization, bit-packed:
         static (x / 255 > 0.5 iff x > 127) or one seeded draw; else the grey levels."""
-        if self.binarize == "static":
-            images = np.where(images > 127, np.uint8(255), np.uint8(0))
-        elif self.binarize == "dynamic":
+        if self.binarize is None:
+            return FloatImages(tfvae.data.host_tensor(images))
+        if self.binarize == "dynamic":
             u = np.random.default_rng(self.cfg.seed).random(images.shape, dtype=np.float32)
             images = np.where(u < images.astype(np.float32) / 255.0, np.uint8(255), np.uint8(0))
-        return FloatImages(tfvae.data.host_tensor(images))
+        return FloatImages(tfvae.data.host_tensor(tfvae.data.pack_binary(images)),
+                           image_shape=images.shape[1:])
 
     def epoch(self, epoch, skip=0):
         """Batches of epoch `epoch` (a scalar tensor or int), after its first `skip`."""
