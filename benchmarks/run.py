@@ -3,6 +3,8 @@
     python benchmarks/run.py                 # full protocol: Fashion-MNIST, 10 epochs
     python benchmarks/run.py --quick         # smoke run: synthetic data, 1 epoch, small k
     python benchmarks/run.py --contenders tfp_layers,tfvae_full_plain --epochs 3 --rounds 3
+    python benchmarks/run.py --contenders tfvae_main_job,tfp_layers,torch --rounds 2 \
+        --nll-examples 100 --torch-python /path/to/venv-with-torch/bin/python --drop-caches
 
 Every contender runs in its own process (so peak RSS is its own) on the same binarized
 data, MLP 784-512-256-32, Adam 1e-3, batch 128. The table reports training images/s (the
@@ -13,6 +15,11 @@ ratios within one run mean anything. With `--rounds R` the whole list runs R tim
 ...); the table's images/s is then each contender's median over the rounds (its other
 columns are the last round's), and a note gives every round's ratio to the baseline (a pair
 run back to back) and their median.
+
+The third command is the scale-down comparison: the main job as users run it (`python -m
+tfvae.apps.train`, defaults, peak RSS by phase: benchmarks/memory_profile.py) beside the
+TFP-layers pattern and a minimal PyTorch VAE (`baselines/torch_vae.py`, in an interpreter
+that has PyTorch), and the peak RSS of `import tensorflow` alone.
 """
 
 import argparse
@@ -41,8 +48,14 @@ CONTENDERS = {
     "tfvae_full_plain": [os.path.join(HERE, "protocol.py"), "--posterior", "full_covariance",
                          "--plain"],
     "tfvae_diag": [os.path.join(HERE, "protocol.py"), "--posterior", "diagonal"],
+    # the main job itself, `python -m tfvae.apps.train` with its defaults, by phase
+    "tfvae_main_job": [os.path.join(HERE, "memory_profile.py")],
+    # run with --torch-python, an interpreter that has PyTorch
+    "torch": [os.path.join(HERE, "baselines", "torch_vae.py")],
 }
-BASELINES = {"tfp_layers": "TFP layers", "keras3": "Keras 3"}
+BASELINES = {"tfp_layers": "TFP layers", "keras3": "Keras 3", "torch": "PyTorch"}
+#: the contenders of a plain `run.py` (the main job and PyTorch on request)
+DEFAULT_CONTENDERS = [n for n in CONTENDERS if n not in ("tfvae_main_job", "torch")]
 
 
 def _write_data(path, dataset, limit):
@@ -57,9 +70,54 @@ def _write_data(path, dataset, limit):
     return len(x_train)
 
 
-def _run(name, argv, timeout):
+def _argv(name, args, npz):
+    """The contender's command line (after the interpreter) for run.py's settings."""
+    if name == "tfvae_main_job":  # the train app's own flags, after memory_profile's
+        argv = list(CONTENDERS[name]) + ["--epochs", str(args.epochs), "--", "--dataset",
+                                          args.dataset]
+        return argv + (["--limit", str(args.limit)] if args.limit else [])
+    argv = list(CONTENDERS[name]) + ["--epochs", str(args.epochs), "--nll-samples",
+                                     str(args.nll_samples), "--nll-examples",
+                                     str(args.nll_examples)]
+    argv += ["--data", npz] if name in BASELINES else ["--dataset", args.dataset]
+    if args.limit and name not in BASELINES:
+        argv += ["--limit", str(args.limit)]
+    if name == "tfvae_full_xla":
+        argv.append("--compare-eval")
+    return argv
+
+
+def drop_page_cache():
+    """Writes back and drops the kernel's clean page cache (root only), so every contender
+    maps its shared libraries from the same state: a file just written (an install) is
+    mapped in larger pieces and reads ~100 MB more RSS (README.md, "Several devices and
+    clusters"). Raises PermissionError where it may not."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("1\n")
+
+
+def import_tensorflow_peak_mb(python=sys.executable):
+    """Peak RSS (MB) of a fresh process that only imports TensorFlow: the floor under every
+    TensorFlow contender."""
+    code = ("import resource, tensorflow; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout
+    return float(out.split()[-1])
+
+
+def _as_protocol_row(result):
+    """A main-job result line (memory_profile.py) in the fields of the table's rows."""
+    elbo = result.get("test_elbo")
+    return {**result, "contender": "tfvae main job (train app defaults)",
+            "test_neg_elbo": -elbo if elbo is not None else float("nan"),
+            "test_nll": float("nan"), "eval_images_per_s": float("nan")}
+
+
+def _run(name, argv, timeout, python=sys.executable):
     t0 = time.time()
-    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True,
+    proc = subprocess.run([python, *argv], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
@@ -67,25 +125,38 @@ def _run(name, argv, timeout):
         raise RuntimeError(f"contender {name} failed (exit {proc.returncode}): "
                            + " | ".join(tail))
     result = json.loads(lines[-1][len(RESULT_PREFIX):])
+    if name == "tfvae_main_job":
+        result = _as_protocol_row(result)
     result["wall_s"] = round(time.time() - t0, 1)
-    result["nll_samples"] = int(argv[argv.index("--nll-samples") + 1])
+    if "--nll-samples" in argv:
+        result["nll_samples"] = int(argv[argv.index("--nll-samples") + 1])
     return result
 
 
 def table(results, machine):
     base = {k: results[k]["train_images_per_s"] for k in BASELINES if k in results}
     head = ["contender", "train img/s"] + [f"x {v}" for k, v in BASELINES.items() if k in base]
-    k = next(iter(results.values())).get("nll_samples", "?")
+    k = next((r["nll_samples"] for r in results.values() if "nll_samples" in r), "?")
     head += ["peak RSS MB", "test -ELBO", f"test NLL (k={k})", "eval img/s"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in results.items():
         cells = [r["contender"], f"{r['train_images_per_s']:.0f}"]
         cells += [f"{r['train_images_per_s'] / v:.2f}" for v in base.values()]
-        cells += [f"{r['peak_rss_mb']:.0f}", f"{r['test_neg_elbo']:.2f}", f"{r['test_nll']:.2f}",
-                  f"{r['eval_images_per_s']:.1f}"]
+        cells += [f"{r['peak_rss_mb']:.0f}", f"{r['test_neg_elbo']:.2f}",
+                  "-" if r["test_nll"] != r["test_nll"] else f"{r['test_nll']:.2f}",
+                  "-" if r["eval_images_per_s"] != r["eval_images_per_s"]
+                  else f"{r['eval_images_per_s']:.1f}"]
         rows.append("| " + " | ".join(cells) + " |")
     loops = [r for r in results.values() if "loop_eval_images_per_s" in r]
     notes = [f"Machine: {machine}."]
+    main = results.get("tfvae_main_job")
+    if main is not None:
+        notes.append("tfvae main job: `python -m tfvae.apps.train` with its defaults "
+                     "(validation images held out of the training split; validation, the "
+                     "epoch-end diagnostics, checkpoints and the export included in its peak), "
+                     "peak RSS by phase (import / data / first compiled step / end): "
+                     + " / ".join(f"{v:.0f}" for v in main["peak_rss_by_phase_mb"].values())
+                     + " MB.")
     for b, label in BASELINES.items():
         rounds = results.get(b, {}).get("train_images_per_s_rounds", [])
         for name, r in results.items():
@@ -115,7 +186,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="synthetic data (512 images), 2 epochs, k=10 on 20 test images: "
                         "checks the plumbing, measures nothing")
-    p.add_argument("--contenders", default=",".join(CONTENDERS),
+    p.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
                    help=f"comma-separated subset of {list(CONTENDERS)}")
     p.add_argument("--nll-samples", type=int, default=1000)
     p.add_argument("--nll-examples", type=int, default=1000)
@@ -125,6 +196,12 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=1,
                    help="run the contender list this many times, interleaved; report the "
                         "median images/s and each round's ratio to the baseline")
+    p.add_argument("--torch-python", default=sys.executable,
+                   help="the interpreter of the `torch` contender (one with PyTorch; "
+                        "default: this one)")
+    p.add_argument("--drop-caches", action="store_true",
+                   help="drop the page cache before each contender (root), so peak RSS "
+                        "does not depend on which library files were written recently")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds must be at least 1; got {args.rounds}")
@@ -135,23 +212,32 @@ def main(argv=None):
     if args.quick:
         args.dataset, args.epochs, args.limit = "synthetic", min(args.epochs, 2), 512
         args.nll_samples, args.nll_examples = 10, 20
+    if "torch" in names and subprocess.run([args.torch_python, "-c", "import torch"],
+                                           capture_output=True).returncode != 0:
+        p.error(f"the torch contender needs PyTorch, which {args.torch_python} cannot "
+                "import: pass --torch-python with an interpreter that has it (e.g. a venv "
+                "with `pip install torch numpy`)")
+    if args.drop_caches:
+        try:
+            drop_page_cache()
+        except OSError as e:
+            p.error(f"--drop-caches needs root (writing /proc/sys/vm/drop_caches): {e}")
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         npz = os.path.join(tmp, "data.npz")
         _write_data(npz, args.dataset, args.limit)
-        common_args = ["--epochs", str(args.epochs), "--nll-samples", str(args.nll_samples),
-                       "--nll-examples", str(args.nll_examples)]
         rounds = {}
+        if "tfvae_main_job" in names:
+            if args.drop_caches:
+                drop_page_cache()
+            import_mb = import_tensorflow_peak_mb()
         for name in [n for _ in range(args.rounds) for n in names]:
-            argv = list(CONTENDERS[name]) + common_args
-            argv += ["--data", npz] if name in BASELINES else ["--dataset", args.dataset]
-            if args.limit and name not in BASELINES:
-                argv += ["--limit", str(args.limit)]
-            if name == "tfvae_full_xla":
-                argv.append("--compare-eval")
+            if args.drop_caches:
+                drop_page_cache()
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            result = _run(name, argv, args.timeout)
+            result = _run(name, _argv(name, args, npz), args.timeout,
+                          args.torch_python if name == "torch" else sys.executable)
             # Each result as soon as it exists: a long run that is cut short keeps them.
             print(json.dumps({name: result}), file=sys.stderr, flush=True)
             rounds.setdefault(name, []).append(result["train_images_per_s"])
@@ -162,7 +248,12 @@ def main(argv=None):
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}; dataset {args.dataset}, "
                f"{args.epochs} epochs")
-    print(table(results, machine))
+    text = table(results, machine)
+    if "tfvae_main_job" in names:
+        text += f"\n`import tensorflow` alone, in a fresh process: peak RSS {import_mb:.0f} MB."
+    if args.drop_caches:
+        text += "\nThe page cache was dropped before each contender."
+    print(text)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

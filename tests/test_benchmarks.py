@@ -12,19 +12,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.slow
 def test_benchmark_quick_mode_runs_every_contender(tmp_path):
+    sys.path.insert(0, ROOT)
+    from benchmarks.run import CONTENDERS, DEFAULT_CONTENDERS
     out = tmp_path / "results.json"
+    # Every contender but PyTorch (not a dependency): the defaults and the main job.
+    names = ",".join(DEFAULT_CONTENDERS + ["tfvae_main_job"])
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick",
-                           "--json", str(out)], capture_output=True, text=True, timeout=900)
+                           "--contenders", names, "--json", str(out)], capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     header = next(l for l in lines if l.startswith("| contender"))
     assert "x TFP layers" in header and "x Keras 3" in header and "test NLL (k=10)" in header
     rows = [l for l in lines if l.startswith("| ") and not l.startswith("| contender")]
-    sys.path.insert(0, ROOT)
-    from benchmarks.run import CONTENDERS
-    assert len(rows) == len(CONTENDERS) == 7  # every contender, the plain-compile one too
+    assert len(rows) == len(DEFAULT_CONTENDERS) + 1 == len(CONTENDERS) - 1 == 8
     import json
     results = json.loads(out.read_text())
+    main = results.pop("tfvae_main_job")  # the train app: no IWAE figure, phases instead
+    assert list(main["peak_rss_by_phase_mb"]) == ["import", "data", "first_step", "end"]
+    assert 0 < main["test_neg_elbo"] < 784 * 0.6932 and main["peak_rss_mb"] > 0
+    assert "| tfvae main job (train app defaults) |" in proc.stdout
+    assert "peak RSS by phase (import / data / first compiled step / end)" in proc.stdout
+    assert "`import tensorflow` alone, in a fresh process: peak RSS" in proc.stdout
     for r in results.values():
         assert r["train_images_per_s"] > 0 and r["peak_rss_mb"] > 0
         # Binarized synthetic images: the NLL is a positive number of nats below 784 log 2.
@@ -37,6 +46,14 @@ def test_benchmark_rejects_unknown_contenders():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"),
                            "--contenders", "pytorch"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown contenders ['pytorch']" in proc.stderr
+
+
+def test_the_torch_contender_needs_an_interpreter_with_torch():
+    if subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0:
+        pytest.skip("this interpreter has PyTorch")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"),
+                           "--contenders", "torch"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "pass --torch-python" in proc.stderr
 
 
 def test_rounds_report_the_median_and_each_rounds_ratio():
