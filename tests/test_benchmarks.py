@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,3 +70,26 @@ def test_rounds_report_the_median_and_each_rounds_ratio():
     # Per round 1.50, 1.00, 1.30: the median ratio 1.30, not the ratio of medians (1.50).
     assert "x TFP layers per round: 1.50, 1.00, 1.30 (median 1.30;" in text
     assert "| ours | 150 | 1.50 |" in text
+
+
+def test_the_import_floor_is_measured_without_tf_keras(tmp_path, monkeypatch):
+    # tfvae sets TF_USE_LEGACY_KERAS=1 in its process; a child that inherited it would import
+    # tf_keras with TensorFlow and read ~120 MB more than "import tensorflow alone".
+    sys.path.insert(0, ROOT)
+    from benchmarks import run
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "${TF_USE_LEGACY_KERAS:-0}"\n')
+    fake.chmod(0o755)
+    monkeypatch.setitem(run.CHILD_ENV, "TF_USE_LEGACY_KERAS", "1")
+    assert run.import_tensorflow_peak_mb(str(fake)) == 0.0
+
+
+def test_a_contenders_peak_is_its_own_not_its_parents():
+    # Linux carries ru_maxrss across fork + exec: a child of a 500 MB process read >= 500 MB.
+    big = np.ones(500 * 2**20 // 8)  # touched: 500 MB resident in this (the parent) process
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from benchmarks.common import peak_rss_mb; print(peak_rss_mb())")
+    out = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True,
+                         check=True).stdout
+    assert 1 < float(out) < 100, out  # a bare interpreter with NumPy: ~30 MB
+    del big
