@@ -73,8 +73,8 @@ def test_rounds_report_the_median_and_each_rounds_ratio():
 
 
 def test_the_import_floor_is_measured_without_tf_keras(tmp_path, monkeypatch):
-    # tfvae sets TF_USE_LEGACY_KERAS=1 in its process; a child that inherited it would import
-    # tf_keras with TensorFlow and read ~120 MB more than "import tensorflow alone".
+    # tfvae sets TF_USE_LEGACY_KERAS=1 in its process; a child that inherited it would skip
+    # Keras 3 and read ~80 MB less than "import tensorflow" in a user's shell.
     sys.path.insert(0, ROOT)
     from benchmarks import run
     fake = tmp_path / "python"

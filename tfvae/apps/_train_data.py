@@ -163,7 +163,7 @@ class Data:
             self.packed = True
         self.num_train = len(train_x)
         self.steps_per_epoch = steps_per_epoch(cfg, self.num_train)
-        self._train = tfvae.data.host_variable(train_x)  # uint8 [N, H, W, C]; gathered per batch
+        self._train = tfvae.data.host_variable(train_x)  # uint8, packed or not; gathered per batch
         del train_x
         # The test set gets one fixed binarization, so validation numbers compare across epochs.
         # One uint8 copy each: a tensor that the dataset slices, and a NumPy view of it.
