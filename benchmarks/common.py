@@ -106,6 +106,18 @@ def write_table(out_dir, text):
     print(text)
 
 
+def status_mb(*keys):
+    """Fields of /proc/self/status (VmRSS, VmHWM, RssAnon, ...) in MB (MiB), exact (the
+    kernel's counters)."""
+    fields = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in keys:
+                fields[key] = int(value.split()[0]) / 1024
+    return tuple(fields[k] for k in keys)
+
+
 def peak_rss_mb():
     """This process's peak resident set size in MB (MiB): VmHWM, the high-water mark of the
     address space it has had since its exec, exact.
@@ -114,13 +126,9 @@ def peak_rss_mb():
     (for a vfork, the parent's own peak), so a contender spawned by run.py, which holds
     TensorFlow and the data set, read at least run.py's peak (~760 MB) whatever it used."""
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:  # no procfs: the rusage figure, with the caveat above
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return status_mb("VmHWM")[0]
+    except (OSError, KeyError):  # no procfs: the rusage figure, with the caveat above
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def report(**fields):

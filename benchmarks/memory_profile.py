@@ -33,18 +33,12 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import report  # noqa: E402
+from benchmarks.common import report, status_mb  # noqa: E402
 
 
 def _status_mb(*keys):
-    """Fields of /proc/self/status in MB (MiB), exact (the kernel's counters)."""
-    fields = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in keys:
-                fields[key] = round(int(value.split()[0]) / 1024, 1)
-    return tuple(fields[k] for k in keys)
+    """`common.status_mb`, to 0.1 MB."""
+    return tuple(round(v, 1) for v in status_mb(*keys))
 
 
 def memory_mb():

@@ -139,6 +139,11 @@ def _run(name, argv, timeout, python=sys.executable):
     return result
 
 
+def _cell(value, spec):
+    """A table cell: `value` formatted, or "-" for NaN (a figure the contender has not)."""
+    return "-" if value != value else format(value, spec)
+
+
 def table(results, machine):
     base = {k: results[k]["train_images_per_s"] for k in BASELINES if k in results}
     head = ["contender", "train img/s"] + [f"x {v}" for k, v in BASELINES.items() if k in base]
@@ -149,9 +154,7 @@ def table(results, machine):
         cells = [r["contender"], f"{r['train_images_per_s']:.0f}"]
         cells += [f"{r['train_images_per_s'] / v:.2f}" for v in base.values()]
         cells += [f"{r['peak_rss_mb']:.0f}", f"{r['test_neg_elbo']:.2f}",
-                  "-" if r["test_nll"] != r["test_nll"] else f"{r['test_nll']:.2f}",
-                  "-" if r["eval_images_per_s"] != r["eval_images_per_s"]
-                  else f"{r['eval_images_per_s']:.1f}"]
+                  _cell(r["test_nll"], ".2f"), _cell(r["eval_images_per_s"], ".1f")]
         rows.append("| " + " | ".join(cells) + " |")
     loops = [r for r in results.values() if "loop_eval_images_per_s" in r]
     notes = [f"Machine: {machine}."]
