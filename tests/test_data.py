@@ -104,6 +104,17 @@ def test_packed_binary_images_unpack_to_the_static_binarization(seed):
         np.testing.assert_array_equal(got[:, -1, -1, -1], 1.0)
 
 
+def test_packing_keeps_the_static_batch_size_and_takes_no_images():
+    # A static batch dimension survives unpacking (XLA and Keras see [B, H, W, C]), and an
+    # empty array packs to an empty [0, bytes] one instead of failing to infer its size.
+    fn = tf.function(lambda p: data.unpack_binary(p, (5, 5, 3)))
+    spec = fn.get_concrete_function(tf.TensorSpec([8, 10], tf.uint8)).structured_outputs
+    assert spec.shape.as_list() == [8, 5, 5, 3]
+    empty = data.pack_binary(np.zeros((0, 5, 5, 3), np.uint8))
+    assert empty.shape == (0, 10) and empty.dtype == np.uint8
+    assert data.unpack_binary(tf.constant(empty), (5, 5, 3)).shape == (0, 5, 5, 3)
+
+
 def test_synthetic_is_deterministic_with_labels():
     a = list(data.load("synthetic", "train", 256, with_labels=True, shuffle=False))
     b = list(data.load("synthetic", "train", 256, with_labels=True, shuffle=False))

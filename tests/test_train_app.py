@@ -442,7 +442,10 @@ def test_the_held_splits_are_uint8_and_read_as_their_float_conversion(binarize):
     batches = np.concatenate([b.numpy() for b in data.test])
     np.testing.assert_array_equal(batches, expected)
     np.testing.assert_array_equal(np.asarray(data.test_images), expected)
-    np.testing.assert_array_equal(data.test_images[3:5], expected[3:5])
+    # Any NumPy index reads the pixels, not the packed bytes.
+    for index in (3, slice(3, 5), (..., 0), (2, 5), (slice(1, 4), 5, slice(None), 0),
+                  ([0, 7, 2], ..., 0), (np.arange(128) % 3 == 0, 14), (None, 4), ()):
+        np.testing.assert_array_equal(data.test_images[index], expected[index])
     assert len(data.test_images) == len(expected) and data.test_images.shape == expected.shape
     assert binarize == "none" or 0.05 < expected.mean() < 0.95  # a conversion that can differ
 

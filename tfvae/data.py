@@ -265,7 +265,8 @@ def pack_binary(images):
     row-major pixel order. An eighth of the uint8 size: 5.4 MB for Fashion-MNIST's 55,000
     training images instead of 43. `unpack_binary` inverts it, in-graph, per batch."""
     images = np.asarray(images)
-    return np.packbits(images.reshape(len(images), -1) > 127, axis=-1)
+    pixels = int(np.prod(images.shape[1:]))  # not -1: an empty array has no size to infer
+    return np.packbits(images.reshape(len(images), pixels) > 127, axis=-1)
 
 
 def unpack_binary(packed, image_shape):

@@ -109,7 +109,16 @@ class FloatImages:
         return len(self.uint8)
 
     def __getitem__(self, index):
-        return self._float(self.uint8[index])
+        if self.image_shape is None:
+            return self._float(self.uint8[index])
+        # A packed row holds one whole image: index the rows, then the unpacked pixels.
+        index = index if isinstance(index, tuple) else (index,)
+        if not index or index[0] is Ellipsis or index[0] is None:
+            return self._float(self.uint8)[index]
+        rows, rest = self.uint8[index[0]], index[1:]
+        if rows.ndim == 1:  # an integer picked one image
+            return self._float(rows)[rest]
+        return self._float(rows)[(slice(None), *rest)]
 
     def __iter__(self):
         return iter(self._float(self.uint8))
@@ -156,11 +165,12 @@ class Data:
         if cfg.test_limit is not None:
             test_x, test_y = test_x[:cfg.test_limit], test_y[:cfg.test_limit]
         self.image_shape = tuple(int(s) for s in test_x.shape[1:])
-        if self.binarize == "static" and not self.packed:
-            # Static binarization keeps one bit of each pixel: held packed (Fashion-MNIST's
-            # training images in 5.4 MB instead of 43), unpacked per batch.
+        # The training tensor holds bits: dSprites' rows as they come, and a static
+        # binarization's one bit of each pixel (Fashion-MNIST's training images in 5.4 MB
+        # instead of 43). Unpacked per batch.
+        self.train_packed = self.source_packed or self.binarize == "static"
+        if self.train_packed and not self.source_packed:
             train_x = tfvae.data.pack_binary(train_x)
-            self.packed = True
         self.num_train = len(train_x)
         self.steps_per_epoch = steps_per_epoch(cfg, self.num_train)
         self._train = tfvae.data.host_variable(train_x)  # uint8, packed or not; gathered per batch
@@ -183,8 +193,8 @@ class Data:
     def _load_train(self, name):
         """uint8 training images and labels; dSprites' stay bit-packed ([N, 64, 8], 377 MB
         instead of 3 GB) and are unpacked per batch."""
-        self.packed = name == "dsprites"
-        if not self.packed:
+        self.source_packed = name == "dsprites"
+        if not self.source_packed:
             return tfvae.data.load_arrays(name, "train")
         from tfvae import dsprites  # noqa: PLC0415
         indices = dsprites.split_indices("train")
@@ -192,7 +202,7 @@ class Data:
 
     def _unpacked(self, images):
         """uint8 [N, H, W, 1] in {0, 255} of packed dSprites rows; others as they are."""
-        if not self.packed:
+        if not self.source_packed:
             return images
         return np.unpackbits(images, axis=-1)[..., None] * np.uint8(255)
 
@@ -217,7 +227,8 @@ class Data:
         ds = tfvae.data.ordered_batches(self._train, order, self.num_train, cfg.batch_size,
                                         drop_remainder=self.num_train >= cfg.batch_size) \
             .take(self.steps_per_epoch).skip(skip)
-        binarize, seed, packed, shape = self.binarize, cfg.seed, self.packed, self.image_shape
+        binarize, seed, shape = self.binarize, cfg.seed, self.image_shape
+        packed = self.train_packed
 
         def convert(index, images):
             if packed:  # bits -> float32 {0, 1}: the values of any binarization of {0, 255}
