@@ -37,8 +37,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from benchmarks.common import RESULT_PREFIX  # noqa: E402
 
-#: The environment of every child process: this one's as it started, before `_write_data`
-#: imports tfvae, which sets TF_USE_LEGACY_KERAS=1 (and TensorFlow's import sets more).
+#: The environment of every child process: this one's when this module is imported. Run as
+#: a script, that is before `_write_data` imports tfvae, which sets TF_USE_LEGACY_KERAS=1
+#: (and TensorFlow's import sets more); imported by a process that has imported tfvae (the
+#: tests), it carries the variable, which only the import floor below must not see.
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 CONTENDERS = {
@@ -183,8 +185,8 @@ def table(results, machine):
                      f"{r['eval_images_per_s']:.1f} img/s vs straightforward loop over samples "
                      f"{r['loop_eval_images_per_s']:.2f} img/s "
                      f"({r['eval_images_per_s'] / r['loop_eval_images_per_s']:.0f}x; NLL on the "
-                     f"first {r['loop_examples']} test images {r['chunked_test_nll_same_examples']:.2f}"
-                     f" vs {r['loop_test_nll']:.2f}).")
+                     f"first {r['loop_examples']} test images "
+                     f"{r['chunked_test_nll_same_examples']:.2f} vs {r['loop_test_nll']:.2f}).")
     return "\n".join(rows) + "\n\n" + "\n".join(notes)
 
 

@@ -20,7 +20,7 @@ def test_benchmark_quick_mode_runs_every_contender(tmp_path):
     names = ",".join(DEFAULT_CONTENDERS + ["tfvae_main_job"])
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick",
                            "--contenders", names, "--json", str(out)], capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=1800)  # 8 contenders on 2 shared cores
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     header = next(l for l in lines if l.startswith("| contender"))
