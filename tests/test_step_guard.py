@@ -108,3 +108,38 @@ def test_one_non_finite_gradient_element_skips_a_step_whose_loss_is_finite(jit, 
     np.testing.assert_allclose(variables[1].numpy(), 1 - 0.5 * 0.25)
     np.testing.assert_allclose(variables[2].numpy()[[1, 4]], 1 - 0.5 * 0.25)
     np.testing.assert_array_equal(variables[2].numpy()[[0, 2, 3, 5]], 1.0)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("where", ["dense", "sliced", "loss"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_flat_adam_decides_on_its_own_flat_gradients(jit, where, value):
+    # FlatAdam checks the gradients itself (the guard passes it only the loss's finiteness):
+    # one element, not the first, of a dense or a tf.IndexedSlices gradient, or the loss,
+    # skips the step whole and the decision says so; then a finite step is taken.
+    variables = [tf.Variable(np.ones((3, 4), np.float32)),
+                 tf.Variable(np.ones((6, 2), np.float32))]
+    optimizer = FlatAdam(0.5)
+
+    @tf.function(jit_compile=jit)
+    def step(bad):
+        loss = tf.constant(value if bad and where == "loss" else 1.5, tf.float32)
+        grads = [tf.fill([3, 4], 0.25),
+                 tf.IndexedSlices(tf.fill([2, 2], 0.25), tf.constant([1, 4]), tf.constant([6, 2]))]
+        if bad and where == "dense":
+            grads[0] = tf.tensor_scatter_nd_update(grads[0], [[2, 1]], [value])
+        elif bad and where == "sliced":
+            grads[1] = tf.IndexedSlices(tf.constant([[0.25, 0.25], [0.25, value]], tf.float32),
+                                        grads[1].indices, grads[1].dense_shape)
+        return _guarded.apply_if_finite(optimizer, loss, grads, variables)
+
+    assert bool(step(False))
+    before = [v.numpy().copy() for v in variables] + [optimizer.m.numpy(), optimizer.v.numpy()]
+    assert np.any(before[2] != 0)  # moments to keep
+    assert not bool(step(True))
+    after = [v.numpy() for v in variables] + [optimizer.m.numpy(), optimizer.v.numpy()]
+    for b, a in zip(before, after):
+        np.testing.assert_array_equal(b, a)
+    assert int(optimizer.iterations.numpy()) == 2
+    assert bool(step(False))
+    assert np.all(variables[0].numpy() < before[0])  # the finite step moved them

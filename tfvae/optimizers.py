@@ -11,8 +11,19 @@ benchmarks/README.md). The arithmetic is Adam's, operation for operation (tf_ker
 `Adam.update_step`), so the weights after each step are those of tf_keras' Adam.
 
 A step the guard skips (a non-finite loss or gradient) leaves the moments and the weights
-exactly as they were, by a select on the flat vectors instead of a conditional
-(`apply_gradients(..., finite=)`), and advances `iterations` as tf_keras' optimizers do.
+exactly as they were, without a conditional, and advances `iterations` as tf_keras'
+optimizers do (`apply_gradients_if_finite`). The gradients are checked on the flat vector
+the step builds anyway, and the skip is folded into Adam's scalar coefficients:
+
+```none
+g' = g if ok else 0        b1 = 1 - beta_1 if ok else 0        b2 = 1 - beta_2 if ok else 0
+m <- m + (g' - m) b1       v <- v + (g'^2 - v) b2              w <- w - (step if ok else 0)
+```
+With ok, that is Adam's arithmetic, operation for operation. Without it, m + (-m) 0 is m
+bit for bit, because m and v are never -0 (they start at +0, and a sum is -0 only when
+both of its terms are), and w - 0 is w. A select on each of m, v and the step (the first
+design) and a second concatenation of the gradients to check them made the train app's
+step measurably slower (benchmarks/README.md).
 """
 
 import contextlib
@@ -108,16 +119,27 @@ class FlatAdam(tfk.optimizers.Adam):
 
     def apply_gradients(self, grads_and_vars, name=None, skip_gradients_aggregation=False,
                         finite=None, **kwargs):
-        """tf_keras' `apply_gradients`; with `finite` (a scalar bool tensor), a step where
-        it is False leaves the moments and the variables as they were (a select, no
-        conditional) and only advances `iterations`."""
-        self._finite = finite
+        """tf_keras' `apply_gradients`; with `finite` given, `apply_gradients_if_finite`'s
+        step (this returns `iterations`, as tf_keras does)."""
+        self._finite, self._decision = finite, None
         try:
             return super().apply_gradients(
                 grads_and_vars, name=name,
                 skip_gradients_aggregation=skip_gradients_aggregation, **kwargs)
         finally:
             self._finite = None
+
+    def apply_gradients_if_finite(self, grads_and_vars, finite=True, **kwargs):
+        """A step taken only where `finite` (a scalar bool tensor, e.g. whether the loss is
+        finite) is True and every gradient is finite; otherwise the moments and the
+        variables stay as they were, bit for bit, and only `iterations` advances. Returns
+        that decision, a scalar bool tensor: True where the step was taken. Under replicas
+        the gradients are the summed ones, so every replica decides alike. `kwargs` are
+        `apply_gradients`'."""
+        self.apply_gradients(grads_and_vars, finite=tf.convert_to_tensor(finite, tf.bool),
+                             **kwargs)
+        decision, self._decision = self._decision, None
+        return decision
 
     def _distributed_apply_gradients_fn(self, distribution, grads_and_vars, **kwargs):
         grads_and_vars = list(grads_and_vars)
@@ -126,7 +148,9 @@ class FlatAdam(tfk.optimizers.Adam):
         def update(m, *grads):
             # Called once per replica's copy of `m`; the other variables read and written
             # here resolve to the same replica's copies (tf.distribute's update context).
-            self._flat_step(m, grads, [v for _, v in grads_and_vars], finite)
+            # Every replica sees the same summed gradients, so any copy's decision is all's.
+            self._decision = self._flat_step(m, grads, [v for _, v in grads_and_vars],
+                                             finite)
 
         distribution.extended.update(self.m, update, args=tuple(g for g, _ in grads_and_vars),
                                      group=False)
@@ -136,7 +160,9 @@ class FlatAdam(tfk.optimizers.Adam):
         """One Adam step on the flat moments `m` (this replica's), `self.v` and `variables`.
 
         Adam's arithmetic as tf_keras' `Adam.update_step` orders it; variables this call
-        has no gradient for keep their weights and moments."""
+        has no gradient for keep their weights and moments. With `finite` (a scalar bool),
+        the step is taken only where it and every gradient are finite (the module's
+        docstring); returns that decision, or None without `finite`."""
         for var in variables:
             if self._var_key(var) not in self._layout:
                 raise ValueError(f"FlatAdam was built without variable {var.name!r}; build "
@@ -153,18 +179,21 @@ class FlatAdam(tfk.optimizers.Adam):
         beta_1_power = tf.pow(tf.cast(self.beta_1, dtype), local_step)
         beta_2_power = tf.pow(tf.cast(self.beta_2, dtype), local_step)
         alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        b1, b2 = tf.constant(1 - self.beta_1, dtype), tf.constant(1 - self.beta_2, dtype)
+        if finite is not None:  # the skip in the scalars: see the module's docstring
+            finite = tf.logical_and(tf.convert_to_tensor(finite, tf.bool),
+                                    tf.reduce_all(tf.math.is_finite(g)))
+            g = tf.where(finite, g, tf.zeros_like(g))
+            b1, b2 = (tf.where(finite, b, tf.zeros_like(b)) for b in (b1, b2))
         m_value, v_value = m.read_value(), v.read_value()
-        m_new = m_value + (g - m_value) * (1 - self.beta_1)
-        v_new = v_value + (tf.square(g) - v_value) * (1 - self.beta_2)
+        m_new = m_value + (g - m_value) * b1
+        v_new = v_value + (tf.square(g) - v_value) * b2
         step = (m_new * alpha) / (tf.sqrt(v_new) + self.epsilon)
-        keep = None
+        if finite is not None:  # w - 0 is w, bit for bit
+            step = tf.where(finite, step, tf.zeros_like(step))
         if len(given) < len(self._layout):  # those without a gradient keep their state
             keep = tf.concat([tf.fill([size], key not in given)
                               for key, (_, size) in self._layout.items()], 0)
-        if finite is not None:
-            skip = tf.logical_not(tf.convert_to_tensor(finite))
-            keep = skip if keep is None else tf.logical_or(keep, skip)
-        if keep is not None:  # w - 0 is w, bit for bit
             m_new = tf.where(keep, m_value, m_new)
             v_new = tf.where(keep, v_value, v_new)
             step = tf.where(keep, tf.zeros_like(step), step)
@@ -173,6 +202,7 @@ class FlatAdam(tfk.optimizers.Adam):
         for var in variables:
             offset, size = self._layout[self._var_key(var)]
             var.assign_sub(tf.reshape(step[offset:offset + size], var.shape))
+        return finite
 
     def update_step(self, gradient, variable):
         raise NotImplementedError("FlatAdam updates every variable at once "

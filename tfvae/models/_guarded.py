@@ -9,7 +9,8 @@ tf_keras' LossScaleOptimizer: a `cond` around `apply_gradients`, taken in the re
 context where the strategy allows it and in the cross-replica context otherwise (a
 `merge_call` may not run inside a replica-context `cond`). A `tfvae.optimizers.FlatAdam`
 skips by a select on its flat vectors instead of a `cond` where no `merge_call` is needed
-(the default strategy): the same result, with less for XLA to compile.
+(the default strategy), checking the gradients on its own flat vector: the same result,
+with less for XLA to compile and a faster step.
 """
 
 from tfvae._tf import tf
@@ -56,12 +57,14 @@ def apply_if_finite(optimizer, loss, grads, variables):
         optimizer.iterations.assign_add(1, read_value=False)
 
     if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        if isinstance(optimizer, FlatAdam):
+            # No conditional, and the gradients checked on the flat vector FlatAdam builds
+            # anyway, instead of a second concatenation of them here.
+            return optimizer.apply_gradients_if_finite(
+                zip(grads, variables), tf.reduce_all(tf.math.is_finite(loss)),
+                skip_gradients_aggregation=True)
         finite = _all_finite(loss, grads)
-        if isinstance(optimizer, FlatAdam):  # a select on its flat vectors: no conditional
-            optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True,
-                                      finite=finite)
-        else:
-            tf.__internal__.smart_cond.smart_cond(finite, apply, skip)
+        tf.__internal__.smart_cond.smart_cond(finite, apply, skip)
         return finite
 
     def cross_replica(strategy, loss, grads):
