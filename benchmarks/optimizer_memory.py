@@ -27,8 +27,10 @@ arithmetic is tf_keras Adam's, so the runs' ELBOs agree to float32 round-off.
 `finite_check.py` compares two checks: the protocol's model (MLP 784-512-256, latent 32,
 full covariance, Bernoulli, XLA, 16 steps per call) built twice, one per optimizer, and
 `fit` timed on the same random binary images in alternating rounds, so that a burst of load
-on a shared machine hits both alike. One result line: each optimizer's images/s in its best
-and its median round, and the median of the per-round speed ratios (FlatAdam / Adam).
+on a shared machine hits both alike, and a third time with FlatAdam and no step guard (a
+non-finite step would be applied): what the guard costs. One result line: each variant's
+images/s in its best and its median round, and the medians of the per-round speed ratios
+to Adam's (FlatAdam's, and the unguarded FlatAdam's).
 """
 
 import argparse
@@ -82,15 +84,28 @@ def time_steps(rounds, steps):
     from benchmarks import _interleaved  # noqa: PLC0415
     from tfvae._tf import tfk  # noqa: PLC0415
     from tfvae.optimizers import FlatAdam  # noqa: PLC0415
+    from tfvae.models import _guarded  # noqa: PLC0415
     ds = _interleaved.random_binary_batches()
     models = {"flat_adam": _interleaved.protocol_model(FlatAdam(1e-3)),
               "keras": _interleaved.protocol_model(tfk.optimizers.Adam(1e-3))}
     _interleaved.compile_all(models, ds)
+    guarded = _guarded.apply_if_finite
+
+    def unguarded(optimizer, loss, grads, variables):
+        optimizer.apply_gradients(zip(grads, variables))
+        return True
+    try:  # the guard's cost: FlatAdam's step traced without it
+        _guarded.apply_if_finite = unguarded
+        models["flat_adam_unguarded"] = _interleaved.protocol_model(FlatAdam(1e-3))
+        _interleaved.compile_all({"flat_adam_unguarded": models["flat_adam_unguarded"]}, ds)
+    finally:
+        _guarded.apply_if_finite = guarded
     rates = _interleaved.time_rounds(models, ds, rounds, steps, "keras")
     report(benchmark="optimizer_speed", rounds=rounds, steps_per_round=steps,
            best_images_per_s=rates["best_images_per_s"],
            median_images_per_s=rates["median_images_per_s"],
-           median_speed_ratio=rates["median_speed_ratio"]["flat_adam"])
+           median_speed_ratio=rates["median_speed_ratio"]["flat_adam"],
+           median_speed_ratio_unguarded=rates["median_speed_ratio"]["flat_adam_unguarded"])
 
 
 def main(argv=None):
