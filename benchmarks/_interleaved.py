@@ -50,9 +50,9 @@ def time_rounds(models, ds, rounds, steps, baseline):
     speed relative to `baseline` (the name of one of `models`).
 
     A round is timed from the end of its first call into the compiled loop to the end of
-    its last, so it counts steps only: not `fit`'s setup, nor its end, where tearing the
-    dataset's iterator down was seen to hold `fit` until ~5.1 s after it began (a 2.5 s
-    round then read 5.1 s) on this project's 2-core machines."""
+    its last, so it counts steps only: not `fit`'s setup, nor its end, where `fit` was seen
+    to hold on after `on_train_end` until ~5.1 s after it began (a 2.5 s round then read
+    5.1 s) on this project's 2-core machines."""
     seconds = {name: [] for name in models}
     timed_steps = None
     for _ in range(rounds):
