@@ -30,6 +30,19 @@ def compile_all(models, ds):
         model.fit(ds, epochs=1, steps_per_epoch=64, verbose=0)
 
 
+def traced_with(module, attr, value, model, ds):
+    """Compiles `model`'s step (`compile_all`) with `module.attr` set to `value` while it is
+    traced, and restores it: a variant of the step beside the others in one process.
+    Returns `model`."""
+    original = getattr(module, attr)
+    setattr(module, attr, value)
+    try:
+        compile_all({"variant": model}, ds)
+    finally:
+        setattr(module, attr, original)
+    return model
+
+
 def _call_end_clock():
     """A tf_keras callback recording the wall time at the end of each call into the
     compiled loop (`on_train_batch_end`, every `steps_per_execution` steps)."""

@@ -40,14 +40,11 @@ def main(argv=None):
         return tf.reduce_all(tf.stack(checks))
 
     ds = _interleaved.random_binary_batches()
-    models, current = {}, _guarded._all_finite  # noqa: SLF001
-    try:
-        for name, check in (("one_reduction", current), ("per_gradient", per_gradient)):
-            _guarded._all_finite = check  # noqa: SLF001  (read when the step is traced)
-            models[name] = _interleaved.protocol_model(tfk.optimizers.Adam(1e-3))
-            _interleaved.compile_all({name: models[name]}, ds)  # traced with this check
-    finally:
-        _guarded._all_finite = current  # noqa: SLF001
+    models = {"one_reduction": _interleaved.protocol_model(tfk.optimizers.Adam(1e-3))}
+    _interleaved.compile_all(models, ds)
+    models["per_gradient"] = _interleaved.traced_with(  # the check is read when traced
+        _guarded, "_all_finite", per_gradient,
+        _interleaved.protocol_model(tfk.optimizers.Adam(1e-3)), ds)
     rates = _interleaved.time_rounds(models, ds, args.rounds, args.steps, "per_gradient")
     report(benchmark="finite_check", rounds=args.rounds, steps_per_round=args.steps,
            best_images_per_s=rates["best_images_per_s"],

@@ -89,17 +89,13 @@ def time_steps(rounds, steps):
     models = {"flat_adam": _interleaved.protocol_model(FlatAdam(1e-3)),
               "keras": _interleaved.protocol_model(tfk.optimizers.Adam(1e-3))}
     _interleaved.compile_all(models, ds)
-    guarded = _guarded.apply_if_finite
 
     def unguarded(optimizer, loss, grads, variables):
         optimizer.apply_gradients(zip(grads, variables))
         return True
-    try:  # the guard's cost: FlatAdam's step traced without it
-        _guarded.apply_if_finite = unguarded
-        models["flat_adam_unguarded"] = _interleaved.protocol_model(FlatAdam(1e-3))
-        _interleaved.compile_all({"flat_adam_unguarded": models["flat_adam_unguarded"]}, ds)
-    finally:
-        _guarded.apply_if_finite = guarded
+    # The guard's cost: FlatAdam's step traced without it.
+    models["flat_adam_unguarded"] = _interleaved.traced_with(
+        _guarded, "apply_if_finite", unguarded, _interleaved.protocol_model(FlatAdam(1e-3)), ds)
     rates = _interleaved.time_rounds(models, ds, rounds, steps, "keras")
     report(benchmark="optimizer_speed", rounds=rounds, steps_per_round=steps,
            best_images_per_s=rates["best_images_per_s"],
