@@ -38,7 +38,7 @@ import tfvae  # noqa: E402
 from tfvae._tf import tfk  # noqa: E402
 from tfvae.apps import train as train_app  # noqa: E402
 
-MODELS = ("avb", "avb_ac", "avb_ac_full", "vae")
+MODELS = ("avb", "avb_ac", "avb_ac_full", "avb_basis", "avb_ac_basis", "vae")
 SWEEP_SCALES = (1.0, 1.2, 1.5, 2.0)
 
 

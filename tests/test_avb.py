@@ -462,7 +462,7 @@ def test_proposal_is_the_widened_moment_matched_gaussian_of_q(trained_toy):
     np.testing.assert_array_equal(model.proposal(x).mean().numpy(), r.mean().numpy())
     np.testing.assert_array_equal(model.proposal(x).covariance().numpy(),
                                   r.covariance().numpy())
-    z = model.encode(x).transform(tf.constant(posterior._proposal_noise))  # the fitted draws
+    z = model.encode(x).transform(tf.constant(posterior.proposal_noise))  # the fitted draws
     assert z.shape == (posterior.proposal_samples, 6, 3)
     zc = z - tf.reduce_mean(z, 0)
     cov = np.einsum("mbi,mbj->bij", zc, zc) / (posterior.proposal_samples - 1) + 1e-6 * np.eye(3)

@@ -22,7 +22,7 @@ from tfvae.registry import LIKELIHOODS, MODELS, POSTERIORS, TERMS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = {"latent_dim": 3, "hidden_units": [16]}
 #: components that need a partner to make a trainable model
-POSTERIOR_MODEL = {"deterministic": "ae", "implicit": "avb"}
+POSTERIOR_MODEL = {"deterministic": "ae", "implicit": "avb", "implicit_basis": "avb"}
 TERM_EXTRA = {"iwae": {"model": {"num_samples": 2}}}
 
 

@@ -128,8 +128,21 @@ class AVBTerm(Term):
 
     # ------------------------------------------------------------------ pieces
 
+    def head_moments(self, q_z, seed, full):
+        """The posterior head's own moment estimate from `moment_samples` draws (the
+        noise-basis head's, which shares its draws across x), or None if it has none."""
+        head = getattr(q_z, "head", None)
+        if not hasattr(head, "sample_moments"):
+            return None
+        mu, second = head.sample_moments(q_z.features, self.moment_samples,
+                                         tfp.random.sanitize_seed(seed), full)
+        return tf.stop_gradient(mu), tf.stop_gradient(second)
+
     def moments(self, q_z, seed):
         """mu(x), sigma(x) of q(z|x) from `moment_samples` draws, each [B, D], no gradient."""
+        own = self.head_moments(q_z, seed, full=False)
+        if own is not None:
+            return own[0], tf.sqrt(own[1] + MOMENT_FLOOR)
         z = tf.stop_gradient(q_z.sample(self.moment_samples, seed=seed))  # [M, B, D]
         mu, var = tf.nn.moments(z, axes=[0])
         var = var * self.moment_samples / (self.moment_samples - 1)  # unbiased
@@ -142,10 +155,14 @@ class AVBTerm(Term):
         if self.contrast_covariance == "diagonal":
             mu, sigma = self.moments(q_z, seed)
             return tfd.MultivariateNormalDiag(mu, sigma), lambda z: (z - mu) / sigma
-        z = tf.stop_gradient(q_z.sample(self.moment_samples, seed=seed))  # [M, B, D]
-        mu = tf.reduce_mean(z, 0)
-        zc = z - mu
-        cov = tf.einsum("mbi,mbj->bij", zc, zc) / (self.moment_samples - 1.0)
+        own = self.head_moments(q_z, seed, full=True)
+        if own is not None:
+            mu, cov = own
+        else:
+            z = tf.stop_gradient(q_z.sample(self.moment_samples, seed=seed))  # [M, B, D]
+            mu = tf.reduce_mean(z, 0)
+            zc = z - mu
+            cov = tf.einsum("mbi,mbj->bij", zc, zc) / (self.moment_samples - 1.0)
         tril = tf.linalg.cholesky(cov + MOMENT_FLOOR * tf.eye(tf.shape(cov)[-1]))
 
         def whiten(v):  # v [S, B, D] or [B, D] -> L(x)^-1 (v - mu(x)), batch-broadcast

@@ -81,15 +81,21 @@ class ImplicitDistribution(tfd.Distribution):
         return self._features
 
     @property
+    def head(self):
+        """The `SamplerPosterior` layer that maps (h, eps) to z."""
+        return self._head
+
+    @property
     def noise_dim(self):
-        return self._head.noise_dim
+        """The width of eps, the noise one draw of z takes (`head.eps_dim`)."""
+        return self._head.eps_dim
 
     def transform(self, eps):
         """z = g(x, eps) for given noise.
 
         Args:
-            eps: noise [S, B, noise_dim], or [S, 1, noise_dim] to use the same draws for
-                every example.
+            eps: noise [S, B, k], or [S, 1, k] to use the same draws for every example
+                (k = `noise_dim`).
 
         Returns:
             z, [S, B, D].
@@ -137,8 +143,75 @@ class ImplicitDistribution(tfd.Distribution):
         return tf.sqrt(self._variance())
 
 
+class SamplerPosterior(Posterior):
+    """The part every sampler head z = g(h(x), eps) shares: `has_density = False`, the
+    `ImplicitDistribution` it returns, and the importance-sampling `proposal`.
+
+    Subclasses define `eps_dim` (the width of eps) and `transform(h, eps)`.
+
+    Args:
+        latent_dim: D.
+        proposal_samples: draws of q(z|x) the importance-sampling proposal is fitted to;
+            more than latent_dim (a full covariance). Default value: 256.
+        proposal_scale: factor (>= 1) by which the proposal's scale is widened.
+            Default value: 1.5 (see `proposal`).
+    """
+
+    has_density = False
+    has_proposal = True
+
+    def __init__(self, latent_dim, proposal_samples=256, proposal_scale=1.5,
+                 validate_args=False, **kwargs):
+        super().__init__(latent_dim, validate_args=validate_args, **kwargs)
+        # A full sample covariance needs more draws than latent dimensions.
+        self.proposal_samples = validation.integer(proposal_samples, "proposal_samples",
+                                                   minimum=self.latent_dim + 1)
+        self.proposal_scale = validation.real(proposal_scale, "proposal_scale", minimum=1.0)
+
+    @property
+    def proposal_noise(self):
+        """The proposal's draws of eps, [proposal_samples, 1, eps_dim]: fixed, so r(z|x) is
+        a deterministic function of x."""
+        return np.random.default_rng(0).normal(
+            size=(self.proposal_samples, 1, self.eps_dim)).astype(np.float32)
+
+    def call(self, h, training=None):
+        if h.shape.rank != 2:
+            raise ValueError(f"The {self.registry_name} posterior needs features of shape "
+                             f"[B, F]; got {h.shape}.")
+        return ImplicitDistribution(h, self, validate_args=self.validate_args)
+
+    def check_eps(self, eps, dtype):
+        eps = tf.convert_to_tensor(eps, dtype)
+        if eps.shape.rank != 3 or (eps.shape[-1] is not None and eps.shape[-1] != self.eps_dim):
+            raise ValueError(f"`eps` must have shape [S, B, {self.eps_dim}]; got {eps.shape}.")
+        return eps
+
+    def proposal(self, q_z):
+        """A per-example Gaussian fitted to `proposal_samples` fixed draws of q(z|x) (sample
+        mean and full sample covariance + 1e-6 I), its scale widened by `proposal_scale`:
+
+        ```none
+        r(z|x) = N(m(x), c^2 C(x)),  m, C: moments of z_j = g(x, eps_j), j = 1..M
+        ```
+        Importance sampling with r is valid for any proposal with full support; the mean of
+        the weights is unbiased for p(x) and its log is a stochastic lower bound of log p(x)
+        (Jensen), exact as k -> inf. Widening gives r heavier tails than q's Gaussian fit,
+        which keeps the weights' variance finite when q is narrower than the true posterior
+        (an adversarially trained q tends to be), at a cost of D (log c - (1 - 1/c^2) / 2)
+        nats of KL(target || r) when q is exact.
+        """
+        z = q_z.transform(tf.constant(self.proposal_noise, q_z.dtype))      # [M, B, D]
+        cov = tfp.stats.covariance(z, sample_axis=0, event_axis=-1)          # [B, D, D]
+        cov = cov * (self.proposal_samples / (self.proposal_samples - 1.0))  # unbiased
+        cov += PROPOSAL_JITTER * tf.eye(self.latent_dim, dtype=cov.dtype)
+        return tfd.MultivariateNormalTriL(
+            loc=tf.reduce_mean(z, 0), scale_tril=self.proposal_scale * tf.linalg.cholesky(cov),
+            validate_args=self.validate_args, name="proposal")
+
+
 @POSTERIORS.register("implicit")
-class ImplicitPosterior(Posterior):
+class ImplicitPosterior(SamplerPosterior):
     """q(z|x) defined by a sampler z = g(h(x), eps); `has_density = False`.
 
     Args:
@@ -155,12 +228,10 @@ class ImplicitPosterior(Posterior):
             Default value: 1.5 (see `proposal`).
     """
 
-    has_density = False
-    has_proposal = True
-
     def __init__(self, latent_dim, noise_dim=None, hidden_units=(256,), activation="elu",
                  proposal_samples=256, proposal_scale=1.5, validate_args=False, **kwargs):
-        super().__init__(latent_dim, validate_args=validate_args, **kwargs)
+        super().__init__(latent_dim, proposal_samples=proposal_samples,
+                         proposal_scale=proposal_scale, validate_args=validate_args, **kwargs)
         self.noise_dim = check_noise_dim(latent_dim if noise_dim is None else noise_dim)
         if self.noise_dim < self.latent_dim:
             log.warning("Implicit posterior with noise_dim=%d < latent_dim=%d: q(z|x) is "
@@ -168,13 +239,6 @@ class ImplicitPosterior(Posterior):
                         self.latent_dim)
         self.hidden_units = validation.positive_ints(hidden_units, "hidden_units",
                                                      min_length=0)
-        # A full sample covariance needs more draws than latent dimensions.
-        self.proposal_samples = validation.integer(proposal_samples, "proposal_samples",
-                                                   minimum=self.latent_dim + 1)
-        self.proposal_scale = validation.real(proposal_scale, "proposal_scale", minimum=1.0)
-        # The proposal's draws are fixed, so r(z|x) is a deterministic function of x.
-        self._proposal_noise = np.random.default_rng(0).normal(
-            size=(self.proposal_samples, 1, self.noise_dim)).astype(np.float32)
         self.activation = activation
         self._act = tfk.activations.get(activation)
         widths = (*self.hidden_units, self.latent_dim)
@@ -185,6 +249,10 @@ class ImplicitPosterior(Posterior):
         self.noise_layers = [tfk.layers.Dense(w, use_bias=False, name=f"noise_{i}")
                              for i, w in enumerate(widths)]
 
+    @property
+    def eps_dim(self):
+        return self.noise_dim
+
     def build(self, input_shape):
         width = int(input_shape[-1])
         for feature_layer, noise_layer in zip(self.feature_layers, self.noise_layers):
@@ -193,17 +261,9 @@ class ImplicitPosterior(Posterior):
             width = feature_layer.units
         super().build(input_shape)
 
-    def call(self, h, training=None):
-        if h.shape.rank != 2:
-            raise ValueError(f"The implicit posterior needs features of shape [B, F]; got "
-                             f"{h.shape}.")
-        return ImplicitDistribution(h, self, validate_args=self.validate_args)
-
     def transform(self, h, eps):
         """z = g(h, eps): h [B, F], eps [S, B or 1, k] -> z [S, B, D]."""
-        eps = tf.convert_to_tensor(eps, h.dtype)
-        if eps.shape.rank != 3 or (eps.shape[-1] is not None and eps.shape[-1] != self.noise_dim):
-            raise ValueError(f"`eps` must have shape [S, B, {self.noise_dim}]; got {eps.shape}.")
+        eps = self.check_eps(eps, h.dtype)
         u = h[None]  # [1, B, F]: broadcasts against the samples
         last = len(self.feature_layers) - 1
         for i, (feature_layer, noise_layer) in enumerate(zip(self.feature_layers,
@@ -211,25 +271,3 @@ class ImplicitPosterior(Posterior):
             pre = feature_layer(u) + noise_layer(eps)
             u = pre if i == last else self._act(pre)
         return u
-
-    def proposal(self, q_z):
-        """A per-example Gaussian fitted to `proposal_samples` fixed draws of q(z|x) (sample
-        mean and full sample covariance + 1e-6 I), its scale widened by `proposal_scale`:
-
-        ```none
-        r(z|x) = N(m(x), c^2 C(x)),  m, C: moments of z_j = g(x, eps_j), j = 1..M
-        ```
-        Importance sampling with r is valid for any proposal with full support; the mean of
-        the weights is unbiased for p(x) and its log is a stochastic lower bound of log p(x)
-        (Jensen), exact as k -> inf. Widening gives r heavier tails than q's Gaussian fit,
-        which keeps the weights' variance finite when q is narrower than the true posterior
-        (an adversarially trained q tends to be), at a cost of D (log c - (1 - 1/c^2) / 2)
-        nats of KL(target || r) when q is exact.
-        """
-        z = q_z.transform(tf.constant(self._proposal_noise, q_z.dtype))      # [M, B, D]
-        cov = tfp.stats.covariance(z, sample_axis=0, event_axis=-1)          # [B, D, D]
-        cov = cov * (self.proposal_samples / (self.proposal_samples - 1.0))  # unbiased
-        cov += PROPOSAL_JITTER * tf.eye(self.latent_dim, dtype=cov.dtype)
-        return tfd.MultivariateNormalTriL(
-            loc=tf.reduce_mean(z, 0), scale_tril=self.proposal_scale * tf.linalg.cholesky(cov),
-            validate_args=self.validate_args, name="proposal")
