@@ -1,9 +1,12 @@
 """AVB, AVB + adaptive contrast (diagonal and full r) and the full-covariance VAE, one table.
 
-    nice -n 10 .venv/bin/python benchmarks/avb_table.py            # 4 models x 10 epochs
+    nice -n 10 .venv/bin/python benchmarks/avb_table.py            # 6 models x 10 epochs
     .venv/bin/python benchmarks/avb_table.py --epochs 1 --limit 2048 --nll-examples 100
+    .venv/bin/python benchmarks/avb_table.py --models avb_ac_basis,vae \
+        --set model.gaussian_part=analytic
 
-Each model is trained with its preset in apps/ (avb, avb_ac, avb_ac_full, vae), built from
+Each model is trained with its preset in apps/ (avb, avb_ac, avb_ac_full, avb_basis,
+avb_ac_basis, vae; AVB's with the `--set` overrides given), built from
 its recipe (without the train app's KL warm-up: the VAE row trains the plain ELBO), on the
 DESIGN.md benchmark protocol (Fashion-MNIST 60k/10k, pixels thresholded at 0.5, Bernoulli
 decoder, latent 32, MLP 784-512-256, Adam 1e-3, batch 128, 10 epochs), one model after the
@@ -44,10 +47,12 @@ SWEEP_SCALES = (1.0, 1.2, 1.5, 2.0)
 
 
 
-def build(name, epochs):
-    """The model of apps/<name>.toml, built by the train app's own code."""
+def build(name, epochs, sets=()):
+    """The model of apps/<name>.toml with `--set` overrides, built by the train app's own
+    code."""
     cfg, recipe, _ = train_app.parse(
-        ["--config", os.path.join(ROOT, "apps", f"{name}.toml"), "--epochs", str(epochs)])
+        ["--config", os.path.join(ROOT, "apps", f"{name}.toml"), "--epochs", str(epochs)]
+        + [arg for item in sets for arg in ("--set", item)])
     tfk.utils.set_random_seed(cfg.seed)
     model = recipe.build((28, 28, 1), cfg.seed, dataset_size=60000)
     return cfg, model, recipe.to_dict()
@@ -60,7 +65,8 @@ def nll(model, x, k, seed=0):
 
 
 def measure(name, args, train_ds, test_ds, x_nll):
-    cfg, model, model_kwargs = build(name, args.epochs)
+    sets = args.set if name.startswith("avb") else []
+    cfg, model, model_kwargs = build(name, args.epochs, sets)
     model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), jit_compile=cfg.jit)
     timer = common.epoch_timer(tfk.callbacks.Callback)
     history = model.fit(train_ds, epochs=cfg.epochs, verbose=2, callbacks=[timer]).history
@@ -69,7 +75,8 @@ def measure(name, args, train_ds, test_ds, x_nll):
                                                    verbose=0).items()}
     t0 = time.perf_counter()
     value, stderr = nll(model, x_nll, args.nll_samples)
-    row = {"model": name, "model_kwargs": model_kwargs, "jit": cfg.jit, "epochs": cfg.epochs,
+    row = {"model": " ".join([name, *sets]), "model_kwargs": model_kwargs, "jit": cfg.jit,
+           "epochs": cfg.epochs,
            "nll": value, "nll_stderr": stderr, "nll_k": args.nll_samples,
            "nll_examples": len(x_nll), "nll_seconds": time.perf_counter() - t0,
            "train_images_per_s": n_train / float(np.median(timer.times[1:] or timer.times)),
@@ -111,6 +118,9 @@ def main(argv=None):
     p.add_argument("--nll-samples", type=int, default=1000)
     p.add_argument("--nll-examples", type=int, default=1000)
     p.add_argument("--sweep-examples", type=int, default=200)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a train-app --set override for every AVB model of the run (the VAE "
+                   "row keeps its preset)")
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "avb_table"))
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)

@@ -42,6 +42,8 @@ class AVB(VAE):
         moment_samples: draws of q(z|x) for the moments of r(z|x) (AC). Default value: 64.
         contrast_covariance: r(z|x)'s covariance (AC), "diagonal" or "full" (see
             `tfvae.objectives.avb.AVBTerm`). Default value: "diagonal".
+        gaussian_part: AC's E_q[log r - log p], "sampled" or "analytic" (KL(r || p) in
+            closed form; see `tfvae.objectives.avb.AVBTerm`). Default value: "sampled".
         critic_average: the decay of the moving average of the critic's weights that
             estimates outside the training step read T from (the step itself uses the last
             critic; see `tfvae.objectives.avb.AVBTerm`, which says why it is off by
@@ -54,7 +56,8 @@ class AVB(VAE):
 
     def __init__(self, posterior="implicit", adaptive_contrast=False, discriminator_steps=1,
                  discriminator_lr=1e-3, discriminator_units=(256, 256), moment_samples=64,
-                 contrast_covariance="diagonal", critic_average=None, beta=1.0, **kwargs):
+                 contrast_covariance="diagonal", critic_average=None, gaussian_part="sampled",
+                 beta=1.0, **kwargs):
         for key, default in (("kl", "auto"), ("objective", "elbo"), ("terms", None)):
             if kwargs.get(key, default) != default:
                 raise ValueError(f"AVB builds its objective itself (reconstruction + beta * "
@@ -63,7 +66,8 @@ class AVB(VAE):
             "name": "avb", "weight": beta, "adaptive_contrast": adaptive_contrast,
             "discriminator_steps": discriminator_steps, "discriminator_lr": discriminator_lr,
             "discriminator_units": discriminator_units, "moment_samples": moment_samples,
-            "contrast_covariance": contrast_covariance, "critic_average": critic_average}],
+            "contrast_covariance": contrast_covariance, "critic_average": critic_average,
+            "gaussian_part": gaussian_part}],
             **kwargs)
         term = self.avb_term
         self.adaptive_contrast, self.discriminator_steps = (term.adaptive_contrast,
@@ -72,6 +76,7 @@ class AVB(VAE):
                                                            term.discriminator_units)
         self.moment_samples = term.moment_samples
         self.contrast_covariance = term.contrast_covariance
+        self.gaussian_part = term.gaussian_part
         self.critic_average = term.critic.average
 
     @property

@@ -19,6 +19,15 @@ is AVB's Prop. 2: E_q[grad_phi T*(x, z)] = E_q[grad_phi log q_phi(z|x)] = 0 at f
 the path through z is the whole ELBO gradient; with AC, for any fixed (mu, sigma),
 T*(x, (z - mu) / sigma) + log r(z|x) = log q(z|x) as a function of z, so the same holds.
 
+The Gaussian part. E_q[log r(z|x)] = -H(r) and E_q[log p(z)] = E_r[log p(z)] for r with
+q's first two moments (both log-densities are quadratic in z), so E_q[log r - log p] =
+KL(r || p) exactly. With `gaussian_part="analytic"` that closed form is the estimate, and
+its gradient flows through r's moments instead of through one sample z: a VAE's analytic
+KL for the Gaussian part of q. The gradient of the whole stays that of KL(q || p): the
+critic's part, through z with (mu, sigma) fixed, is the gradient of KL(q || r) (its term
+in the moments vanishes, E_q[log r'] being stationary in r' at r' = r), and the closed
+form is the gradient of KL(r || p).
+
 With AC the critic only has to model how q departs from a Gaussian with its own moments,
 a small log-ratio near 0, instead of log q - log p, which grows with the KL (tens of nats
 for images) where a logistic critic saturates and its estimate falls behind.
@@ -50,6 +59,7 @@ from tfvae.registry import TERMS
 # in a direction; far below the posterior variances of a trained model (~1e-3 .. 1).
 MOMENT_FLOOR = 1e-6
 CONTRAST_COVARIANCES = ("diagonal", "full")
+GAUSSIAN_PARTS = ("sampled", "analytic")
 # Global gradient-norm bound of the critic's Adam steps (see AVBTerm.__init__).
 CRITIC_CLIPNORM = 1.0
 
@@ -86,6 +96,10 @@ class AVBTerm(Term):
             weights that estimates outside the training step read T from (see "Which T"
             above; 0.99 was measured); None reads the last step's critic everywhere.
             Default value: None.
+        gaussian_part: how AC's E_q[log r(z|x) - log p(z)] is computed: "sampled", from
+            the samples z with r's moments held fixed, or "analytic", KL(r || p) in closed
+            form with the gradient through r's moments (see "The Gaussian part" above).
+            Default value: "sampled".
         name: metric name. Default value: "avb".
     """
 
@@ -95,13 +109,15 @@ class AVBTerm(Term):
     def __init__(self, weight=1.0, adaptive_contrast=False, moment_samples=64,
                  contrast_covariance="diagonal", discriminator_steps=1, discriminator_lr=1e-3,
                  discriminator_units=(256, 256),
-                 combine="inner_product", critic_average=None, name=None):
+                 combine="inner_product", critic_average=None, gaussian_part="sampled",
+                 name=None):
         super().__init__(weight=weight, name=name)
         self.adaptive_contrast = validation.boolean(adaptive_contrast, "adaptive_contrast")
         # Two draws are the least that give a variance; fewer would divide by zero.
         self.moment_samples = validation.integer(moment_samples, "moment_samples", minimum=2)
         self.contrast_covariance = validation.choice(contrast_covariance,
                                                      "contrast_covariance", CONTRAST_COVARIANCES)
+        self.gaussian_part = validation.choice(gaussian_part, "gaussian_part", GAUSSIAN_PARTS)
         self.discriminator_steps = validation.positive_int(discriminator_steps,
                                                            "discriminator_steps")
         self.critic_steps = self.discriminator_steps
@@ -128,46 +144,57 @@ class AVBTerm(Term):
 
     # ------------------------------------------------------------------ pieces
 
-    def head_moments(self, q_z, seed, full):
-        """The posterior head's own moment estimate from `moment_samples` draws (the
-        noise-basis head's, which shares its draws across x), or None if it has none."""
+    def sample_moments(self, q_z, seed, full, stop=True):
+        """mu(x) [B, D] and the covariance [B, D, D] (`full`) or variance [B, D] of q(z|x)
+        from `moment_samples` draws: the head's own estimator where it has one (the
+        noise-basis head shares its draws across x), else draws of z per x. With `stop`
+        no gradient flows through them."""
         head = getattr(q_z, "head", None)
-        if not hasattr(head, "sample_moments"):
-            return None
-        mu, second = head.sample_moments(q_z.features, self.moment_samples,
-                                         tfp.random.sanitize_seed(seed), full)
-        return tf.stop_gradient(mu), tf.stop_gradient(second)
+        if hasattr(head, "sample_moments"):
+            mu, second = head.sample_moments(q_z.features, self.moment_samples,
+                                             tfp.random.sanitize_seed(seed), full)
+        else:
+            z = q_z.sample(self.moment_samples, seed=seed)  # [M, B, D]
+            z = tf.stop_gradient(z) if stop else z
+            if full:
+                mu = tf.reduce_mean(z, 0)
+                zc = z - mu
+                second = tf.einsum("mbi,mbj->bij", zc, zc) / (self.moment_samples - 1.0)
+            else:
+                mu, second = tf.nn.moments(z, axes=[0])
+                second = second * self.moment_samples / (self.moment_samples - 1)  # unbiased
+        if stop:
+            return tf.stop_gradient(mu), tf.stop_gradient(second)
+        return mu, second
 
     def moments(self, q_z, seed):
         """mu(x), sigma(x) of q(z|x) from `moment_samples` draws, each [B, D], no gradient."""
-        own = self.head_moments(q_z, seed, full=False)
-        if own is not None:
-            return own[0], tf.sqrt(own[1] + MOMENT_FLOOR)
-        z = tf.stop_gradient(q_z.sample(self.moment_samples, seed=seed))  # [M, B, D]
-        mu, var = tf.nn.moments(z, axes=[0])
-        var = var * self.moment_samples / (self.moment_samples - 1)  # unbiased
+        mu, var = self.sample_moments(q_z, seed, full=False)
         return mu, tf.sqrt(var + MOMENT_FLOOR)
+
+    def gaussian(self, mu, second):
+        """r(z|x) = N(mu, second) (+ MOMENT_FLOOR on the variances) and its (loc, scale):
+        sigma [B, D] for the diagonal contrast, the Cholesky factor [B, D, D] for the full."""
+        if self.contrast_covariance == "diagonal":
+            sigma = tf.sqrt(second + MOMENT_FLOOR)
+            return tfd.MultivariateNormalDiag(mu, sigma), (mu, sigma)
+        tril = tf.linalg.cholesky(second + MOMENT_FLOOR * tf.eye(tf.shape(second)[-1]))
+        return tfd.MultivariateNormalTriL(mu, tril), (mu, tril)
+
+    def whitener(self, mu, scale):
+        """z -> z~ = scale^-1 (z - mu), which maps r(z|x) to N(0, I); z [S, B, D] or [B, D]."""
+        if self.contrast_covariance == "diagonal":
+            return lambda v: (v - mu) / scale
+        return lambda v: tf.linalg.triangular_solve(scale, (v - mu)[..., None],
+                                                    lower=True)[..., 0]
 
     def contrast(self, q_z, seed):
         """r(z|x) with q's Monte-Carlo moments, and the whitening z -> z~ that maps r to
         N(0, I): diagonal (mu, sigma) or, with `contrast_covariance="full"`, the sample
         mean and the Cholesky factor of the sample covariance (+ MOMENT_FLOOR I)."""
-        if self.contrast_covariance == "diagonal":
-            mu, sigma = self.moments(q_z, seed)
-            return tfd.MultivariateNormalDiag(mu, sigma), lambda z: (z - mu) / sigma
-        own = self.head_moments(q_z, seed, full=True)
-        if own is not None:
-            mu, cov = own
-        else:
-            z = tf.stop_gradient(q_z.sample(self.moment_samples, seed=seed))  # [M, B, D]
-            mu = tf.reduce_mean(z, 0)
-            zc = z - mu
-            cov = tf.einsum("mbi,mbj->bij", zc, zc) / (self.moment_samples - 1.0)
-        tril = tf.linalg.cholesky(cov + MOMENT_FLOOR * tf.eye(tf.shape(cov)[-1]))
-
-        def whiten(v):  # v [S, B, D] or [B, D] -> L(x)^-1 (v - mu(x)), batch-broadcast
-            return tf.linalg.triangular_solve(tril, (v - mu)[..., None], lower=True)[..., 0]
-        return tfd.MultivariateNormalTriL(mu, tril), whiten
+        full = self.contrast_covariance == "full"
+        r_z, (mu, scale) = self.gaussian(*self.sample_moments(q_z, seed, full))
+        return r_z, self.whitener(mu, scale)
 
     def critic_value(self, x, z, average=True):
         """T(x, z) for z [S, B, D] (or [B, D]) against x [B, ...]: [S, B] (or [B]), from the
@@ -197,14 +224,20 @@ class AVBTerm(Term):
 
         Returns:
             dict: "kl" [B] (the KL estimate, nats); with AC also "contrast" [B], the
-            estimate E_q[T] of KL(q || r), and "gaussian" [B], E_q[log r - log p].
+            estimate E_q[T] of KL(q || r), and "gaussian" [B], E_q[log r - log p]
+            (`gaussian_part`: from the samples z, or KL(r || p) in closed form).
         """
         if not self.adaptive_contrast:
             return {"kl": tf.reduce_mean(self.critic_value(x, z, average), 0)}
-        r_z, whiten = self.contrast(q_z, seed)
-        log_r = r_z.log_prob(z)  # log r(z|x), [S, B]
+        if self.gaussian_part == "analytic":
+            full = self.contrast_covariance == "full"
+            r_z, (mu, scale) = self.gaussian(*self.sample_moments(q_z, seed, full, stop=False))
+            whiten = self.whitener(tf.stop_gradient(mu), tf.stop_gradient(scale))
+            gaussian = tfd.kl_divergence(r_z, p_z)
+        else:
+            r_z, whiten = self.contrast(q_z, seed)
+            gaussian = tf.reduce_mean(r_z.log_prob(z) - p_z.log_prob(z), 0)
         contrast = tf.reduce_mean(self.critic_value(x, whiten(z), average), 0)
-        gaussian = tf.reduce_mean(log_r - p_z.log_prob(z), 0)
         return {"kl": contrast + gaussian, "contrast": contrast, "gaussian": gaussian}
 
     def critic_batch(self, x, q_z, p_z, seed):

@@ -14,6 +14,10 @@ q(z|x) has no closed form, so `log_prob` raises; AVB (`tfvae.AVB`) estimates
 log q(z|x) - log p(z) with a discriminator instead, and evaluates log p(x) by importance
 sampling with a Gaussian fitted to samples of q (`AVB.proposal`).
 
+`SamplerPosterior` is what every sampler head shares (no density, the distribution object,
+the proposal); `implicit_basis` (`tfvae.posteriors.implicit_basis`) is the other one, the
+noise-basis encoder of AVB's reference code.
+
 `noise_dim` should be at least `latent_dim`: with fewer noise dimensions q(z|x) lives on a
 lower-dimensional manifold of R^D, KL(q || p) is infinite and the discriminator wins.
 
