@@ -20,13 +20,19 @@ the path through z is the whole ELBO gradient; with AC, for any fixed (mu, sigma
 T*(x, (z - mu) / sigma) + log r(z|x) = log q(z|x) as a function of z, so the same holds.
 
 The Gaussian part. E_q[log r(z|x)] = -H(r) and E_q[log p(z)] = E_r[log p(z)] for r with
-q's first two moments (both log-densities are quadratic in z), so E_q[log r - log p] =
-KL(r || p) exactly. With `gaussian_part="analytic"` that closed form is the estimate, and
-its gradient flows through r's moments instead of through one sample z: a VAE's analytic
-KL for the Gaussian part of q. The gradient of the whole stays that of KL(q || p): the
-critic's part, through z with (mu, sigma) fixed, is the gradient of KL(q || r) (its term
-in the moments vanishes, E_q[log r'] being stationary in r' at r' = r), and the closed
-form is the gradient of KL(r || p).
+q's first two moments (both log-densities are quadratic in z; for the diagonal contrast
+this needs a diagonal prior covariance, as the standard normal prior has), so
+E_q[log r - log p] = KL(r || p). With `gaussian_part="analytic"` that closed form is the
+estimate, and its gradient flows through r's moments instead of through one sample z: a
+VAE's analytic KL for the Gaussian part of q. With q's exact moments the gradient of the
+whole stays that of KL(q || p): the critic's part, through z with (mu, sigma) fixed, is the
+gradient of KL(q || r) (its term in the moments vanishes, E_q[log r'] being stationary in
+r' at r' = r), and the closed form is the gradient of KL(r || p). With moments estimated
+from M draws both hold up to O(1/M): the closed form of an estimated r is biased upward,
+by ~ D (D + 1) / (4 M) nats for a full covariance from M draws of z (a sample
+covariance's log-determinant is biased low), less for the noise-basis head, whose draws
+are per basis and shared. The sampled form has no such bias for a fixed r, and more
+variance.
 
 With AC the critic only has to model how q departs from a Gaussian with its own moments,
 a small log-ratio near 0, instead of log q - log p, which grows with the KL (tens of nats
@@ -54,6 +60,7 @@ from tfvae._tf import tf, tfd, tfk, tfp
 from tfvae.critics import COMBINES, DensityRatioEstimator
 from tfvae.objectives.base import Term
 from tfvae.registry import TERMS
+from tfvae.seeds import stateless_seed
 
 # Variance floor (latent units^2) of the AC normalization: keeps z~ finite if q collapses
 # in a direction; far below the posterior variances of a trained model (~1e-3 .. 1).
@@ -118,6 +125,10 @@ class AVBTerm(Term):
         self.contrast_covariance = validation.choice(contrast_covariance,
                                                      "contrast_covariance", CONTRAST_COVARIANCES)
         self.gaussian_part = validation.choice(gaussian_part, "gaussian_part", GAUSSIAN_PARTS)
+        if self.gaussian_part == "analytic" and not self.adaptive_contrast:
+            raise ValueError("`gaussian_part='analytic'` is adaptive contrast's Gaussian "
+                             "part; set adaptive_contrast=True or leave gaussian_part "
+                             "'sampled'.")
         self.discriminator_steps = validation.positive_int(discriminator_steps,
                                                            "discriminator_steps")
         self.critic_steps = self.discriminator_steps
@@ -151,8 +162,8 @@ class AVBTerm(Term):
         no gradient flows through them."""
         head = getattr(q_z, "head", None)
         if hasattr(head, "sample_moments"):
-            mu, second = head.sample_moments(q_z.features, self.moment_samples,
-                                             tfp.random.sanitize_seed(seed), full)
+            seed = stateless_seed(seed) if seed is not None else tfp.random.sanitize_seed(None)
+            mu, second = head.sample_moments(q_z.features, self.moment_samples, seed, full)
         else:
             z = q_z.sample(self.moment_samples, seed=seed)  # [M, B, D]
             z = tf.stop_gradient(z) if stop else z

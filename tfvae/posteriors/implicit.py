@@ -26,6 +26,7 @@ lower-dimensional manifold of R^D, KL(q || p) is infinite and the discriminator 
     Sec. 3 and Fig. 2 (the "black-box" encoder z = g(x, eps)).
 """
 
+import functools
 import logging
 
 import numpy as np
@@ -68,7 +69,7 @@ class ImplicitDistribution(tfd.Distribution):
 
     Args:
         features: encoder features h(x), [B, F].
-        head: the `ImplicitPosterior` layer that maps (h, eps) to z.
+        head: the `SamplerPosterior` layer that maps (h, eps) to z.
     """
 
     def __init__(self, features, head, validate_args=False, allow_nan_stats=True, name="q_z"):
@@ -91,7 +92,9 @@ class ImplicitDistribution(tfd.Distribution):
 
     @property
     def noise_dim(self):
-        """The width of eps, the noise one draw of z takes (`head.eps_dim`)."""
+        """The width of eps, the noise one draw of z takes: `head.eps_dim`, which is the
+        head's `noise_dim` for the implicit head and bases * noise_dim for the noise-basis
+        head."""
         return self._head.eps_dim
 
     def transform(self, eps):
@@ -172,7 +175,7 @@ class SamplerPosterior(Posterior):
                                                    minimum=self.latent_dim + 1)
         self.proposal_scale = validation.real(proposal_scale, "proposal_scale", minimum=1.0)
 
-    @property
+    @functools.cached_property
     def proposal_noise(self):
         """The proposal's draws of eps, [proposal_samples, 1, eps_dim]: fixed, so r(z|x) is
         a deterministic function of x."""

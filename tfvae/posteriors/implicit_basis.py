@@ -54,9 +54,15 @@ class GroupedDense(tfk.layers.Layer):
         self.bias = self.add_weight("bias", (self.groups, self.units), initializer="zeros")
         super().build(input_shape)
 
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups, "units": self.units,
+                "activation": tfk.activations.serialize(self.activation)}
+
     def call(self, x):
         # One batched matmul over the groups, [n, P, in] @ [n, in, out]; an einsum
         # "...ni,nio->...no" differentiates into a broadcast product [P, n, in, out].
+        if x.shape[-1] is None:
+            raise ValueError(f"GroupedDense needs a static input width; got {x.shape}.")
         lead = tf.shape(x)[:-2]
         rows = tf.transpose(tf.reshape(x, [-1, self.groups, x.shape[-1]]), [1, 0, 2])
         y = tf.transpose(tf.linalg.matmul(rows, self.kernel), [1, 0, 2]) + self.bias
@@ -92,6 +98,9 @@ class NoiseBasisPosterior(SamplerPosterior):
         self.init_scale = validation.real(init_scale, "init_scale", minimum=DIAG_SHIFT,
                                           strict=True)
         n, d = self.bases, self.latent_dim
+        if self.init_scale / n ** 0.5 <= DIAG_SHIFT:
+            raise ValueError(f"`init_scale` / sqrt(bases) must exceed {DIAG_SHIFT} (each "
+                             f"a_i starts there); got {self.init_scale} with {n} bases.")
         self.loc_layer = tfk.layers.Dense(d, name="loc")
         bias = scale_bias(self.init_scale / n ** 0.5)
         self.scale_layer = tfk.layers.Dense(n * d, name="scales",
