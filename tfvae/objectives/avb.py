@@ -60,7 +60,6 @@ from tfvae._tf import tf, tfd, tfk, tfp
 from tfvae.critics import COMBINES, DensityRatioEstimator
 from tfvae.objectives.base import Term
 from tfvae.registry import TERMS
-from tfvae.seeds import stateless_seed
 
 # Variance floor (latent units^2) of the AC normalization: keeps z~ finite if q collapses
 # in a direction; far below the posterior variances of a trained model (~1e-3 .. 1).
@@ -155,14 +154,14 @@ class AVBTerm(Term):
 
     # ------------------------------------------------------------------ pieces
 
-    def sample_moments(self, q_z, seed, full, stop=True):
-        """mu(x) [B, D] and the covariance [B, D, D] (`full`) or variance [B, D] of q(z|x)
-        from `moment_samples` draws: the head's own estimator where it has one (the
-        noise-basis head shares its draws across x), else draws of z per x. With `stop`
-        no gradient flows through them."""
+    def sample_moments(self, q_z, seed, stop=True):
+        """mu(x) [B, D] and, for the contrast's covariance, the covariance [B, D, D] ("full")
+        or variance [B, D] ("diagonal") of q(z|x) from `moment_samples` draws: the head's
+        own estimator where it has one (the noise-basis head shares its draws across x),
+        else draws of z per x. With `stop` no gradient flows through them."""
+        full = self.contrast_covariance == "full"
         head = getattr(q_z, "head", None)
         if hasattr(head, "sample_moments"):
-            seed = stateless_seed(seed) if seed is not None else tfp.random.sanitize_seed(None)
             mu, second = head.sample_moments(q_z.features, self.moment_samples, seed, full)
         else:
             z = q_z.sample(self.moment_samples, seed=seed)  # [M, B, D]
@@ -177,11 +176,6 @@ class AVBTerm(Term):
         if stop:
             return tf.stop_gradient(mu), tf.stop_gradient(second)
         return mu, second
-
-    def moments(self, q_z, seed):
-        """mu(x), sigma(x) of q(z|x) from `moment_samples` draws, each [B, D], no gradient."""
-        mu, var = self.sample_moments(q_z, seed, full=False)
-        return mu, tf.sqrt(var + MOMENT_FLOOR)
 
     def gaussian(self, mu, second):
         """r(z|x) = N(mu, second) (+ MOMENT_FLOOR on the variances) and its (loc, scale):
@@ -203,8 +197,7 @@ class AVBTerm(Term):
         """r(z|x) with q's Monte-Carlo moments, and the whitening z -> z~ that maps r to
         N(0, I): diagonal (mu, sigma) or, with `contrast_covariance="full"`, the sample
         mean and the Cholesky factor of the sample covariance (+ MOMENT_FLOOR I)."""
-        full = self.contrast_covariance == "full"
-        r_z, (mu, scale) = self.gaussian(*self.sample_moments(q_z, seed, full))
+        r_z, (mu, scale) = self.gaussian(*self.sample_moments(q_z, seed))
         return r_z, self.whitener(mu, scale)
 
     def critic_value(self, x, z, average=True):
@@ -241,8 +234,7 @@ class AVBTerm(Term):
         if not self.adaptive_contrast:
             return {"kl": tf.reduce_mean(self.critic_value(x, z, average), 0)}
         if self.gaussian_part == "analytic":
-            full = self.contrast_covariance == "full"
-            r_z, (mu, scale) = self.gaussian(*self.sample_moments(q_z, seed, full, stop=False))
+            r_z, (mu, scale) = self.gaussian(*self.sample_moments(q_z, seed, stop=False))
             whiten = self.whitener(tf.stop_gradient(mu), tf.stop_gradient(scale))
             gaussian = tfd.kl_divergence(r_z, p_z)
         else:

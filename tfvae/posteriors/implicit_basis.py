@@ -30,10 +30,11 @@ also removes their sampling noise from the estimate.
 """
 
 from tfvae import validation
-from tfvae._tf import tf, tfk
+from tfvae._tf import tf, tfk, tfp
 from tfvae.posteriors.gaussian_diag import DIAG_SHIFT, scale_bias
 from tfvae.posteriors.implicit import SamplerPosterior, check_noise_dim
 from tfvae.registry import POSTERIORS
+from tfvae.seeds import stateless_seed
 
 
 class GroupedDense(tfk.layers.Layer):
@@ -151,6 +152,7 @@ class NoiseBasisPosterior(SamplerPosterior):
         """Mean [B, D] and covariance [B, D, D] (`full`) or variance [B, D] of q(z|x), from
         n draws of each eps_i shared by every x; unbiased for each basis's moments, with
         the bases' cross-covariances set to their expectation, 0."""
+        seed = stateless_seed(seed) if seed is not None else tfp.random.sanitize_seed(None)
         eps = tf.random.stateless_normal([n, self.eps_dim], seed, dtype=h.dtype)
         v = self.basis(eps)                                     # [n, bases, D]
         a, z0 = self.weights_and_shift(h)
