@@ -51,17 +51,20 @@ from tfvae.seeds import stateless_seed
 
 
 class GroupedDense(tfk.layers.Layer):
-    """n independent dense layers applied to n groups: [..., n, in] -> [..., n, out]."""
+    """n independent dense layers applied to n groups: [..., n, in] -> [..., n, out].
 
-    def __init__(self, groups, units, activation=None, **kwargs):
+    `step_scale` s stores the weights divided by s and multiplies them back in the forward
+    pass: the same initial layer, with an Adam step s times smaller in the weights."""
+
+    def __init__(self, groups, units, activation=None, step_scale=1.0, **kwargs):
         super().__init__(**kwargs)
-        self.groups, self.units = groups, units
+        self.groups, self.units, self.step_scale = groups, units, step_scale
         self.activation = tfk.activations.get(activation)
 
     def build(self, input_shape):
         fan_in = int(input_shape[-1])
         # Glorot uniform per group, as tfk.layers.Dense initializes each of them.
-        limit = (6.0 / (fan_in + self.units)) ** 0.5
+        limit = (6.0 / (fan_in + self.units)) ** 0.5 / self.step_scale
         self.kernel = self.add_weight(
             "kernel", (self.groups, fan_in, self.units),
             initializer=tfk.initializers.RandomUniform(-limit, limit))
@@ -70,7 +73,8 @@ class GroupedDense(tfk.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "groups": self.groups, "units": self.units,
-                "activation": tfk.activations.serialize(self.activation)}
+                "activation": tfk.activations.serialize(self.activation),
+                "step_scale": self.step_scale}
 
     def call(self, x):
         # One batched matmul over the groups, [n, P, in] @ [n, in, out]; an einsum
@@ -79,7 +83,10 @@ class GroupedDense(tfk.layers.Layer):
             raise ValueError(f"GroupedDense needs a static input width; got {x.shape}.")
         lead = tf.shape(x)[:-2]
         rows = tf.transpose(tf.reshape(x, [-1, self.groups, x.shape[-1]]), [1, 0, 2])
-        y = tf.transpose(tf.linalg.matmul(rows, self.kernel), [1, 0, 2]) + self.bias
+        kernel, bias = self.kernel, self.bias
+        if self.step_scale != 1.0:
+            kernel, bias = self.step_scale * kernel, self.step_scale * bias
+        y = tf.transpose(tf.linalg.matmul(rows, kernel), [1, 0, 2]) + bias
         return self.activation(tf.reshape(y, tf.concat([lead, [self.groups, self.units]], 0)))
 
 
@@ -101,13 +108,15 @@ class NoiseBasisPosterior(SamplerPosterior):
         offdiag_scale: with "tril", the multiplier of M's off-diagonal outputs (their
             effective step size under Adam). Default value: 1e-3, the full-covariance
             head's.
+        basis_step_scale: the basis networks' effective Adam step relative to the rest of
+            the model (`GroupedDense.step_scale`). Default value: 1.0.
         proposal_samples, proposal_scale: the importance-sampling proposal's (see
             `SamplerPosterior`).
     """
 
     def __init__(self, latent_dim, bases=16, noise_dim=None, basis_units=(64, 64),
                  activation="elu", init_scale=1.0, mixing="none", offdiag_scale=1e-3,
-                 proposal_samples=256, proposal_scale=1.5, validate_args=False, **kwargs):
+                 basis_step_scale=1.0, proposal_samples=256, proposal_scale=1.5, validate_args=False, **kwargs):
         super().__init__(latent_dim, proposal_samples=proposal_samples,
                          proposal_scale=proposal_scale, validate_args=validate_args, **kwargs)
         self.bases = validation.positive_int(bases, "bases")
@@ -124,9 +133,11 @@ class NoiseBasisPosterior(SamplerPosterior):
         bias = scale_bias(self.init_scale / n ** 0.5)
         self.scale_layer = tfk.layers.Dense(n * d, name="scales",
                                             bias_initializer=tfk.initializers.Constant(bias))
-        self.basis_layers = [GroupedDense(n, w, activation, name=f"basis_{i}")
+        self.basis_step_scale = validation.positive(basis_step_scale, "basis_step_scale")
+        step = self.basis_step_scale
+        self.basis_layers = [GroupedDense(n, w, activation, step, name=f"basis_{i}")
                              for i, w in enumerate(self.basis_units)]
-        self.basis_layers.append(GroupedDense(n, d, name="basis_out"))
+        self.basis_layers.append(GroupedDense(n, d, step_scale=step, name="basis_out"))
         if mixing not in ("none", "tril"):
             raise ValueError(f"`mixing` must be 'none' or 'tril'; got {mixing!r}.")
         self.mixing = mixing
