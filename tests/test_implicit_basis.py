@@ -5,8 +5,9 @@ AVB's adaptive contrast built from those moments."""
 import numpy as np
 import pytest
 
-from tfvae._tf import tf, tfd
+from tfvae._tf import tf, tfd, tfk
 from tfvae.objectives.avb import AVBTerm
+from tfvae.posteriors.implicit_basis import GroupedDense
 from tfvae.registry import POSTERIORS
 
 D, BASES, K = 3, 4, 5
@@ -166,7 +167,8 @@ def test_bad_arguments_are_named():
                           ({"init_scale": 2e-5, "bases": 16}, "sqrt\\(bases\\)"),
                           ({"proposal_samples": 2}, "proposal_samples"),
                           ({"mixing": "full"}, "mixing"),
-                          ({"mixing": "tril", "offdiag_scale": 0.0}, "offdiag_scale")):
+                          ({"mixing": "tril", "offdiag_scale": 0.0}, "offdiag_scale"),
+                          ({"basis_step_scale": -1.0}, "basis_step_scale")):
         with pytest.raises(ValueError, match=match):
             make(D, **kwargs)
     with pytest.raises(ValueError, match=r"eps.*shape"):
@@ -263,13 +265,12 @@ def test_avb_with_the_basis_head_trains_round_trips_and_resumes(synthetic_batch,
     """AVB + AC (full contrast, analytic Gaussian part) with the mixed noise-basis head: finite
     losses over a few steps in a compiled train step, and a config + checkpoint round trip
     that gives the same samples and proposal."""
-    from tfvae._tf import tfk  # noqa: PLC0415
     from tfvae.registry import MODELS  # noqa: PLC0415
     kwargs = {"latent_dim": 3, "hidden_units": (32,), "discriminator_units": (16, 16),
               "adaptive_contrast": True, "contrast_covariance": "full", "moment_samples": 64,
               "gaussian_part": "analytic", "seed": 3,
               "posterior": {"name": "implicit_basis", "bases": 3, "noise_dim": 4,
-                            "basis_units": [8], "mixing": "tril"}}
+                            "basis_units": [8], "mixing": "tril", "basis_step_scale": 0.5}}
     model = MODELS.get("avb")(**kwargs)
     model.compile(optimizer=tfk.optimizers.Adam(1e-3))
     x = synthetic_batch[:32]
@@ -281,6 +282,7 @@ def test_avb_with_the_basis_head_trains_round_trips_and_resumes(synthetic_batch,
     assert config["posterior"] == {"name": "implicit_basis", "bases": 3, "noise_dim": 4,
                                    "basis_units": [8], "activation": "elu", "init_scale": 1.0,
                                    "mixing": "tril", "offdiag_scale": 1e-3,
+                                   "basis_step_scale": 0.5,
                                    "proposal_samples": 256, "proposal_scale": 1.5}
     clone = MODELS.get("avb").from_config(config)
     clone.load_weights(str(tmp_path / "ckpt"))
@@ -290,3 +292,27 @@ def test_avb_with_the_basis_head_trains_round_trips_and_resumes(synthetic_batch,
                                model.proposal(x[:4]).covariance().numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="gaussian_part='analytic'.*adaptive_contrast=True"):
         MODELS.get("avb")(latent_dim=3, gaussian_part="analytic")
+
+
+@pytest.mark.parametrize("step_scale", [1.0, 1e-2])
+def test_basis_step_scale_shrinks_the_bases_adam_step_and_keeps_the_layer(step_scale):
+    """Adam's first step moves every weight by lr * sign(g) (its bias-corrected m / sqrt(v) is
+    g / |g|): a basis layer stored divided by s must then move its effective kernel by
+    s * lr, while the layer it computes at initialization is the s = 1 layer."""
+    layer = GroupedDense(BASES, 5, "elu", step_scale=step_scale)
+    reference = GroupedDense(BASES, 5, "elu")
+    x = tf.constant(np.random.default_rng(0).normal(size=(7, BASES, K)), tf.float32)
+    tfk.utils.set_random_seed(3)
+    layer.build(x.shape)
+    tfk.utils.set_random_seed(3)
+    reference.build(x.shape)
+    np.testing.assert_allclose(layer(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-6)
+    before = step_scale * layer.kernel.numpy()
+    opt = tfk.optimizers.Adam(1e-3, epsilon=1e-12)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.sin(layer(x)))
+    opt.apply_gradients(zip(tape.gradient(loss, layer.trainable_variables),
+                            layer.trainable_variables))
+    step = np.abs(step_scale * layer.kernel.numpy() - before)
+    # rtol 1e-2: at s = 1e-2 the stored weights are ~30, where float32 resolves ~2e-6.
+    np.testing.assert_allclose(step, step_scale * 1e-3, rtol=1e-2)

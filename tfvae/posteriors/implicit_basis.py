@@ -21,9 +21,10 @@ scales: its correlations are those of the v_i, shared by every x. A full-covaria
 Gaussian VAE learns x-dependent correlations, and they carry ELBO
 (tests/test_full_covariance.py zeroes them). `mixing="tril"` adds them:
 M(x) = I + offdiag_scale * strictly_lower(W h), whose off-diagonal units start at zero, so
-the head starts as the unmixed one, and whose unit diagonal leaves the scales to the a_i. The `offdiag_scale` is the full-covariance
-head's (`tfvae.posteriors.gaussian_tril`), for the same reason: a smaller effective step for
-units whose gradient is mostly noise. z is still a non-Gaussian pushforward with no density.
+the head starts as the unmixed one, and whose unit diagonal leaves the scales to the a_i.
+The `offdiag_scale` is the full-covariance head's (`tfvae.posteriors.gaussian_tril`), for
+the same reason: a smaller effective step for units whose gradient is mostly noise. z is
+still a non-Gaussian pushforward with no density.
 
 Its moments are cheap: the v_i do not depend on x, so, with S = sum_i diag(a_i) Cov[v_i]
 diag(a_i),
@@ -116,7 +117,8 @@ class NoiseBasisPosterior(SamplerPosterior):
 
     def __init__(self, latent_dim, bases=16, noise_dim=None, basis_units=(64, 64),
                  activation="elu", init_scale=1.0, mixing="none", offdiag_scale=1e-3,
-                 basis_step_scale=1.0, proposal_samples=256, proposal_scale=1.5, validate_args=False, **kwargs):
+                 basis_step_scale=1.0, proposal_samples=256, proposal_scale=1.5,
+                 validate_args=False, **kwargs):
         super().__init__(latent_dim, proposal_samples=proposal_samples,
                          proposal_scale=proposal_scale, validate_args=validate_args, **kwargs)
         self.bases = validation.positive_int(bases, "bases")
