@@ -47,12 +47,12 @@ SWEEP_SCALES = (1.0, 1.2, 1.5, 2.0)
 
 
 
-def build(name, epochs, sets=()):
-    """The model of apps/<name>.toml with `--set` overrides, built by the train app's own
-    code."""
+def build(name, epochs, sets=(), seed=0):
+    """The model of apps/<name>.toml with `--set` overrides and `seed`, built by the train
+    app's own code."""
     cfg, recipe, _ = train_app.parse(
-        ["--config", os.path.join(ROOT, "apps", f"{name}.toml"), "--epochs", str(epochs)]
-        + [arg for item in sets for arg in ("--set", item)])
+        ["--config", os.path.join(ROOT, "apps", f"{name}.toml"), "--epochs", str(epochs),
+         "--seed", str(seed)] + [arg for item in sets for arg in ("--set", item)])
     tfk.utils.set_random_seed(cfg.seed)
     model = recipe.build((28, 28, 1), cfg.seed, dataset_size=60000)
     return cfg, model, recipe.to_dict()
@@ -66,7 +66,7 @@ def nll(model, x, k, seed=0):
 
 def measure(name, args, train_ds, test_ds, x_nll):
     sets = args.set if name.startswith("avb") else []
-    cfg, model, model_kwargs = build(name, args.epochs, sets)
+    cfg, model, model_kwargs = build(name, args.epochs, sets, args.seed)
     model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), jit_compile=cfg.jit)
     timer = common.epoch_timer(tfk.callbacks.Callback)
     history = model.fit(train_ds, epochs=cfg.epochs, verbose=2, callbacks=[timer]).history
@@ -76,7 +76,7 @@ def measure(name, args, train_ds, test_ds, x_nll):
     t0 = time.perf_counter()
     value, stderr = nll(model, x_nll, args.nll_samples)
     row = {"model": " ".join([name, *sets]), "model_kwargs": model_kwargs, "jit": cfg.jit,
-           "epochs": cfg.epochs,
+           "epochs": cfg.epochs, "seed": args.seed,
            "nll": value, "nll_stderr": stderr, "nll_k": args.nll_samples,
            "nll_examples": len(x_nll), "nll_seconds": time.perf_counter() - t0,
            "train_images_per_s": n_train / float(np.median(timer.times[1:] or timer.times)),
@@ -121,11 +121,13 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a train-app --set override for every AVB model of the run (the VAE "
                    "row keeps its preset)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="every model's seed (initialization, noise) and the data order's")
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "avb_table"))
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    train_ds = tfvae.data.load("fashion_mnist", "train", 128, binarize="static", seed=0,
-                               limit=args.limit)
+    train_ds = tfvae.data.load("fashion_mnist", "train", 128, binarize="static",
+                               seed=args.seed, limit=args.limit)
     test_ds = tfvae.data.load("fashion_mnist", "test", 500, binarize="static")
     x_nll = np.concatenate([b.numpy() for b in test_ds])[:args.nll_examples]
     rows = []
