@@ -15,13 +15,16 @@ D, BASES, K = 3, 4, 5
 
 def _head(basis_units=(8,), seed=0, **kwargs):
     """A built head whose weights (biases included) are random, so every a_i differs from
-    the others and from 1, and every v_i has a nonzero mean."""
+    the others and from 1, and every v_i has a nonzero mean. The bases' effective weights
+    (stored ones times `basis_step_scale`, the default 1e-2) are the ones drawn."""
     head = POSTERIORS.get("implicit_basis")(D, bases=BASES, noise_dim=K,
                                             basis_units=basis_units, **kwargs)
     head.build((None, 6))
     rng = np.random.default_rng(seed)
+    basis = {id(w) for layer in head.basis_layers for w in layer.weights}
     for w in head.weights:
-        w.assign(rng.normal(scale=0.5, size=w.shape).astype(np.float32))
+        scale = 0.5 / (head.basis_step_scale if id(w) in basis else 1.0)
+        w.assign(rng.normal(scale=scale, size=w.shape).astype(np.float32))
     return head
 
 
@@ -63,7 +66,8 @@ def _numpy_z(head, h, eps):
     for i in range(BASES):
         v = eps[..., i * K:(i + 1) * K]
         for j, layer in enumerate(head.basis_layers):
-            v = v @ layer.kernel.numpy()[i] + layer.bias.numpy()[i]
+            kernel, bias = (w.numpy() for w in layer.effective_weights())
+            v = v @ kernel[i] + bias[i]
             v = _elu(v) if j < len(head.basis_layers) - 1 else v
         u += a[:, i] * v
     return z0 + np.einsum("bij,sbj->sbi", m, u)
@@ -102,7 +106,7 @@ def _closed_form(head, h):
     z0 = h @ head.loc_layer.kernel.numpy() + head.loc_layer.bias.numpy()
     a = _softplus(h @ head.scale_layer.kernel.numpy() + head.scale_layer.bias.numpy()) + 1e-5
     a = a.reshape(len(h), BASES, D)
-    kernel, bias = head.basis_layers[0].kernel.numpy(), head.basis_layers[0].bias.numpy()
+    kernel, bias = (w.numpy() for w in head.basis_layers[0].effective_weights())
     mean = z0 + np.einsum("bij,bnj,nj->bi", m, a, bias)
     cov = np.einsum("bni,nki,nkj,bnj->bij", a, kernel, kernel, a)
     return mean, np.einsum("bik,bkl,bjl->bij", m, cov, m)
@@ -230,7 +234,7 @@ def test_the_analytic_gaussian_part_has_the_gradient_of_the_closed_form_kl(seed)
             z = q.sample(1, seed=(seed, 1))
             kl = term.estimate(h, q, z, p_z, seed=tf.constant([seed, 2]))["kl"]
             a, z0 = head.weights_and_shift(h)
-            kernel, bias = head.basis_layers[0].kernel, head.basis_layers[0].bias
+            kernel, bias = head.basis_layers[0].effective_weights()
             mean = z0 + tf.einsum("bnd,nd->bd", a, bias)
             tril = tf.linalg.cholesky(tf.einsum("bni,nki,nkj,bnj->bij", a, kernel, kernel, a))
             fixed = tf.stop_gradient(tril)
@@ -307,12 +311,12 @@ def test_basis_step_scale_shrinks_the_bases_adam_step_and_keeps_the_layer(step_s
     tfk.utils.set_random_seed(3)
     reference.build(x.shape)
     np.testing.assert_allclose(layer(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-6)
-    before = step_scale * layer.kernel.numpy()
+    before = layer.effective_weights()[0].numpy()
     opt = tfk.optimizers.Adam(1e-3, epsilon=1e-12)
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(tf.sin(layer(x)))
     opt.apply_gradients(zip(tape.gradient(loss, layer.trainable_variables),
                             layer.trainable_variables))
-    step = np.abs(step_scale * layer.kernel.numpy() - before)
+    step = np.abs(layer.effective_weights()[0].numpy() - before)
     # rtol 1e-2: at s = 1e-2 the stored weights are ~30, where float32 resolves ~2e-6.
     np.testing.assert_allclose(step, step_scale * 1e-3, rtol=1e-2)

@@ -26,6 +26,16 @@ The `offdiag_scale` is the full-covariance head's (`tfvae.posteriors.gaussian_tr
 the same reason: a smaller effective step for units whose gradient is mostly noise. z is
 still a non-Gaussian pushforward with no density.
 
+The basis networks have the same problem as those off-diagonals. Their gradient is a sum
+of per-draw terms g(z) dv_i/dtheta, mostly noise, and Adam takes a step of ~lr in every
+weight whatever its signal-to-noise ratio, so at the model's learning rate the v_i
+random-walk. The variance they add is paid for with information: the encoder settles on
+a smaller KL and the decoder on a worse likelihood (benchmarks/README.md, "The noise-basis
+encoder"). `basis_step_scale` gives the bases a smaller effective step (`GroupedDense`
+stores their weights divided by it), so they change only where their gradient is
+consistent. Its default, 1e-2, is the measured one; 1e-3 did as well, the plain step
+(1) far worse.
+
 Its moments are cheap: the v_i do not depend on x, so, with S = sum_i diag(a_i) Cov[v_i]
 diag(a_i),
 ```none
@@ -77,6 +87,13 @@ class GroupedDense(tfk.layers.Layer):
                 "activation": tfk.activations.serialize(self.activation),
                 "step_scale": self.step_scale}
 
+    def effective_weights(self):
+        """The kernel [n, in, out] and bias [n, out] the layer computes with: s times the
+        stored ones."""
+        if self.step_scale == 1.0:
+            return self.kernel, self.bias
+        return self.step_scale * self.kernel, self.step_scale * self.bias
+
     def call(self, x):
         # One batched matmul over the groups, [n, P, in] @ [n, in, out]; an einsum
         # "...ni,nio->...no" differentiates into a broadcast product [P, n, in, out].
@@ -84,9 +101,7 @@ class GroupedDense(tfk.layers.Layer):
             raise ValueError(f"GroupedDense needs a static input width; got {x.shape}.")
         lead = tf.shape(x)[:-2]
         rows = tf.transpose(tf.reshape(x, [-1, self.groups, x.shape[-1]]), [1, 0, 2])
-        kernel, bias = self.kernel, self.bias
-        if self.step_scale != 1.0:
-            kernel, bias = self.step_scale * kernel, self.step_scale * bias
+        kernel, bias = self.effective_weights()
         y = tf.transpose(tf.linalg.matmul(rows, kernel), [1, 0, 2]) + bias
         return self.activation(tf.reshape(y, tf.concat([lead, [self.groups, self.units]], 0)))
 
@@ -110,14 +125,15 @@ class NoiseBasisPosterior(SamplerPosterior):
             effective step size under Adam). Default value: 1e-3, the full-covariance
             head's.
         basis_step_scale: the basis networks' effective Adam step relative to the rest of
-            the model (`GroupedDense.step_scale`). Default value: 1.0.
+            the model (`GroupedDense.step_scale`). Default value: 1e-2 (measured; see the
+            module docstring).
         proposal_samples, proposal_scale: the importance-sampling proposal's (see
             `SamplerPosterior`).
     """
 
     def __init__(self, latent_dim, bases=16, noise_dim=None, basis_units=(64, 64),
                  activation="elu", init_scale=1.0, mixing="none", offdiag_scale=1e-3,
-                 basis_step_scale=1.0, proposal_samples=256, proposal_scale=1.5,
+                 basis_step_scale=1e-2, proposal_samples=256, proposal_scale=1.5,
                  validate_args=False, **kwargs):
         super().__init__(latent_dim, proposal_samples=proposal_samples,
                          proposal_scale=proposal_scale, validate_args=validate_args, **kwargs)
