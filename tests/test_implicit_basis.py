@@ -40,44 +40,26 @@ def _elu(x):
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
 
 
-def _numpy_mixing(head, h):
-    """M(x) [B, D, D] with NumPy: I, or I plus the scaled strictly-lower outputs filled row by
-    row (row i holds the entries (i, 0..i-1))."""
-    m = np.tile(np.eye(D), (len(h), 1, 1))
-    if head.mixing == "tril":
-        out = head.offdiag_scale * (h @ head.mixing_layer.kernel.numpy() +
-                                    head.mixing_layer.bias.numpy())
-        k = 0
-        for i in range(D):
-            for j in range(i):
-                m[:, i, j] = out[:, k]
-                k += 1
-    return m
-
-
 def _numpy_z(head, h, eps):
-    """z0 + M (sum_i a_i * v_i), written out per basis with NumPy; eps [S, B or 1, n * k]."""
+    """z0 + sum_i a_i * v_i, written out per basis with NumPy; eps [S, B or 1, n * k]."""
     h = h.numpy()
-    m = _numpy_mixing(head, h)
     z0 = h @ head.loc_layer.kernel.numpy() + head.loc_layer.bias.numpy()
     a = _softplus(h @ head.scale_layer.kernel.numpy() + head.scale_layer.bias.numpy()) + 1e-5
     a = a.reshape(len(h), BASES, D)
-    u = np.zeros((eps.shape[0], len(h), D))
+    z = np.broadcast_to(z0, (eps.shape[0], len(h), D)).copy()
     for i in range(BASES):
         v = eps[..., i * K:(i + 1) * K]
         for j, layer in enumerate(head.basis_layers):
             kernel, bias = (w.numpy() for w in layer.effective_weights())
             v = v @ kernel[i] + bias[i]
             v = _elu(v) if j < len(head.basis_layers) - 1 else v
-        u += a[:, i] * v
-    return z0 + np.einsum("bij,sbj->sbi", m, u)
+        z += a[:, i] * v
+    return z
 
 
-@pytest.mark.parametrize("mixing", ["none", "tril"])
 @pytest.mark.parametrize("shared", [False, True])
-def test_the_sampler_is_z0_plus_the_weighted_noise_basis(shared, mixing):
-    # offdiag_scale 1: M's off-diagonals are O(1), so a transposed or misplaced M shows.
-    head = _head(mixing=mixing, offdiag_scale=1.0)
+def test_the_sampler_is_z0_plus_the_weighted_noise_basis(shared):
+    head = _head()
     h = _features()
     eps = np.random.default_rng(2).normal(size=(3, 1 if shared else 4, BASES * K))
     z = head.transform(h, tf.constant(eps, tf.float32)).numpy()
@@ -99,28 +81,25 @@ def test_the_sample_is_differentiable_in_every_weight():
 
 
 def _closed_form(head, h):
-    """Linear bases v_i = eps_i K_i + c_i: E[z|x] = z0 + M sum_i a_i c_i and
-    Cov[z|x] = M (sum_i diag(a_i) K_i^T K_i diag(a_i)) M^T."""
+    """Linear bases v_i = eps_i K_i + c_i: E[z|x] = z0 + sum_i a_i c_i and
+    Cov[z|x] = sum_i diag(a_i) K_i^T K_i diag(a_i)."""
     h = h.numpy()
-    m = _numpy_mixing(head, h)
     z0 = h @ head.loc_layer.kernel.numpy() + head.loc_layer.bias.numpy()
     a = _softplus(h @ head.scale_layer.kernel.numpy() + head.scale_layer.bias.numpy()) + 1e-5
     a = a.reshape(len(h), BASES, D)
     kernel, bias = (w.numpy() for w in head.basis_layers[0].effective_weights())
-    mean = z0 + np.einsum("bij,bnj,nj->bi", m, a, bias)
+    mean = z0 + np.einsum("bnd,nd->bd", a, bias)
     cov = np.einsum("bni,nki,nkj,bnj->bij", a, kernel, kernel, a)
-    return mean, np.einsum("bik,bkl,bjl->bij", m, cov, m)
+    return mean, cov
 
 
-@pytest.mark.parametrize("mixing", ["none", "tril"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_moments_match_the_closed_form_of_linear_bases(seed, mixing):
+def test_moments_match_the_closed_form_of_linear_bases(seed):
     """n = 40000 shared draws; the sd of a basis's sample covariance entry is at most
     sqrt(2) s_i s_j / sqrt(n), so 4 times that summed over the bases bounds the error.
     A weight a_i where a_i^2 belongs, a dropped diag(a_i), or the bases' variances added
-    without their weights each miss by far more (the a_i range over ~0.1-3); so do M^T M
-    for M S M^T, or a mean without M (M's off-diagonals are O(1) here)."""
-    head = _head(basis_units=(), seed=seed, mixing=mixing, offdiag_scale=1.0)
+    without their weights each miss by far more (the a_i range over ~0.1-3)."""
+    head = _head(basis_units=(), seed=seed)
     h = _features(seed=seed + 10)
     mean, cov = _closed_form(head, h)
     n = 40000
@@ -170,8 +149,6 @@ def test_bad_arguments_are_named():
                           ({"init_scale": 0.0}, "init_scale"),
                           ({"init_scale": 2e-5, "bases": 16}, "sqrt\\(bases\\)"),
                           ({"proposal_samples": 2}, "proposal_samples"),
-                          ({"mixing": "full"}, "mixing"),
-                          ({"mixing": "tril", "offdiag_scale": 0.0}, "offdiag_scale"),
                           ({"basis_step_scale": -1.0}, "basis_step_scale")):
         with pytest.raises(ValueError, match=match):
             make(D, **kwargs)
@@ -185,29 +162,6 @@ def test_initial_scale_is_init_scale_over_root_bases():
     np.testing.assert_allclose(a.numpy(), 0.5 / np.sqrt(BASES), rtol=1e-5)
     assert isinstance(head(tf.zeros([2, 6])).sample(seed=(0, 0)), tf.Tensor)
     assert tfd.FULLY_REPARAMETERIZED == head(tf.zeros([2, 6])).reparameterization_type
-
-
-def test_the_mixed_head_starts_as_the_unmixed_one():
-    """mixing="tril" starts with M = I for every x (its kernel is zero, its bias too), so the
-    same weights give the same z; the mixing layer still gets a gradient."""
-    mixed = POSTERIORS.get("implicit_basis")(D, bases=BASES, noise_dim=K, mixing="tril")
-    plain = POSTERIORS.get("implicit_basis")(D, bases=BASES, noise_dim=K)
-    mixed.build((None, 6))
-    plain.build((None, 6))
-    mixing = {id(w) for w in mixed.mixing_layer.weights}
-    kept = [w for w in mixed.weights if id(w) not in mixing]
-    assert len(mixing) == 2 and len(kept) == len(mixed.weights) - 2
-    for w_plain, w_mixed in zip(plain.weights, kept, strict=True):
-        w_plain.assign(w_mixed)
-    h = _features()
-    eps = tf.random.stateless_normal([2, 4, BASES * K], (3, 3))
-    with tf.GradientTape() as tape:
-        z = mixed.transform(h, eps)
-        loss = tf.reduce_sum(tf.square(z[..., 1:]))
-    np.testing.assert_array_equal(mixed.mixing_matrix(h).numpy(), np.tile(np.eye(D), (4, 1, 1)))
-    np.testing.assert_allclose(z.numpy(), plain.transform(h, eps).numpy(), atol=1e-6)
-    grad = tape.gradient(loss, mixed.mixing_layer.kernel)
-    assert np.abs(grad.numpy()).max() > 0
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -266,7 +220,7 @@ def test_nonlinear_basis_moments_match_the_draws():
 
 
 def test_avb_with_the_basis_head_trains_round_trips_and_resumes(synthetic_batch, tmp_path):
-    """AVB + AC (full contrast, analytic Gaussian part) with the mixed noise-basis head: finite
+    """AVB + AC (full contrast, analytic Gaussian part) with the noise-basis head: finite
     losses over a few steps in a compiled train step, and a config + checkpoint round trip
     that gives the same samples and proposal."""
     from tfvae.registry import MODELS  # noqa: PLC0415
@@ -274,7 +228,7 @@ def test_avb_with_the_basis_head_trains_round_trips_and_resumes(synthetic_batch,
               "adaptive_contrast": True, "contrast_covariance": "full", "moment_samples": 64,
               "gaussian_part": "analytic", "seed": 3,
               "posterior": {"name": "implicit_basis", "bases": 3, "noise_dim": 4,
-                            "basis_units": [8], "mixing": "tril", "basis_step_scale": 0.5}}
+                            "basis_units": [8], "basis_step_scale": 0.5}}
     model = MODELS.get("avb")(**kwargs)
     model.compile(optimizer=tfk.optimizers.Adam(1e-3))
     x = synthetic_batch[:32]
@@ -285,7 +239,6 @@ def test_avb_with_the_basis_head_trains_round_trips_and_resumes(synthetic_batch,
     assert config["gaussian_part"] == "analytic"
     assert config["posterior"] == {"name": "implicit_basis", "bases": 3, "noise_dim": 4,
                                    "basis_units": [8], "activation": "elu", "init_scale": 1.0,
-                                   "mixing": "tril", "offdiag_scale": 1e-3,
                                    "basis_step_scale": 0.5,
                                    "proposal_samples": 256, "proposal_scale": 1.5}
     clone = MODELS.get("avb").from_config(config)

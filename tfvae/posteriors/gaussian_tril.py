@@ -37,7 +37,7 @@ from tfvae.posteriors.gaussian_diag import DIAG_SHIFT, gaussian_export, scale_bi
 from tfvae.registry import POSTERIORS
 
 
-def strictly_lower_index(latent_dim):
+def _strictly_lower_index(latent_dim):
     """[D * D] int32: position k + 1 of the k-th strictly-lower entry (row-major), else 0."""
     index = np.zeros((latent_dim, latent_dim), np.int32)
     rows, cols = np.tril_indices(latent_dim, -1)
@@ -78,7 +78,7 @@ class FullCovarianceGaussian(Posterior):
             bias_initializer=tfk.initializers.Constant(scale_bias(self.init_scale)))
         self.offdiag_layer = tfk.layers.Dense(d * (d - 1) // 2, name="scale_offdiag",
                                               kernel_initializer="zeros")
-        self._index = tf.constant(strictly_lower_index(d))
+        self._index = tf.constant(_strictly_lower_index(d))
         self._eye = tf.eye(d)
 
     def scale_tril(self, h):

@@ -4,9 +4,7 @@
 eps_i ~ N(0, I_k), i = 1..n                        independent noise per basis
 v_i = MLP_i(eps_i)                                 [D], x-independent: the noise basis
 a_i = softplus(A_i h(x) + b_i) + 1e-5              [D], x-dependent positive weights
-u   = sum_i a_i * v_i                              elementwise products
-z   = z0(h(x)) + M(x) u                            M = I (mixing="none") or unit lower
-                                                   triangular (mixing="tril")
+z   = z0(h(x)) + sum_i a_i * v_i                   elementwise products
 ```
 Mescheder et al.'s own MNIST encoders take this form (AVB's reference code, `full0_ac` and
 `conv*_ac`: `z = z0 + sum_i a_i * v_i`). x enters only through the shift z0 and the
@@ -16,31 +14,21 @@ VAE. With linear v_i the family is Gaussian with covariance
 sum_i diag(a_i) Cov(v_i) diag(a_i); nonlinear v_i make it non-Gaussian. There is no density,
 so AVB (`tfvae.AVB`) trains it against a discriminator.
 
-The covariance sum_i diag(a_i) Cov(v_i) diag(a_i) depends on x only through per-latent
-scales: its correlations are those of the v_i, shared by every x. A full-covariance
-Gaussian VAE learns x-dependent correlations, and they carry ELBO
-(tests/test_full_covariance.py zeroes them). `mixing="tril"` adds them:
-M(x) = I + offdiag_scale * strictly_lower(W h), whose off-diagonal units start at zero, so
-the head starts as the unmixed one, and whose unit diagonal leaves the scales to the a_i.
-The `offdiag_scale` is the full-covariance head's (`tfvae.posteriors.gaussian_tril`), for
-the same reason: a smaller effective step for units whose gradient is mostly noise. z is
-still a non-Gaussian pushforward with no density.
-
-The basis networks have the same problem as those off-diagonals. Their gradient is a sum
-of per-draw terms g(z) dv_i/dtheta, mostly noise, and Adam takes a step of ~lr in every
-weight whatever its signal-to-noise ratio, so at the model's learning rate the v_i
-random-walk. The variance they add is paid for with information: the encoder settles on
-a smaller KL and the decoder on a worse likelihood (benchmarks/README.md, "The noise-basis
-encoder"). `basis_step_scale` gives the bases a smaller effective step (`GroupedDense`
+The basis networks need a smaller step than the rest of the model, for the reason the
+full-covariance head's off-diagonal units do (`tfvae.posteriors.gaussian_tril`). Their
+gradient is a sum of per-draw terms g(z) dv_i/dtheta, mostly noise, and Adam takes a step
+of ~lr in every weight whatever its signal-to-noise ratio, so at the model's learning rate
+the v_i random-walk. The variance they add is paid for with information: the encoder
+settles on a smaller KL and the decoder on a worse likelihood (benchmarks/README.md, "The
+noise bases' step size"). `basis_step_scale` gives the bases a smaller effective step (`GroupedDense`
 stores their weights divided by it), so they change only where their gradient is
 consistent. Its default, 1e-2, is the measured one; 1e-3 did as well, the plain step
 (1) far worse.
 
-Its moments are cheap: the v_i do not depend on x, so, with S = sum_i diag(a_i) Cov[v_i]
-diag(a_i),
+Its moments are cheap: the v_i do not depend on x, so
 ```none
-E[z|x]   = z0 + M sum_i a_i * E[v_i]
-Cov[z|x] = M S M^T                                 (the eps_i are independent)
+E[z|x]   = z0 + sum_i a_i * E[v_i]
+Cov[z|x] = sum_i diag(a_i) Cov[v_i] diag(a_i)      (the eps_i are independent)
 ```
 with E[v_i] and Cov[v_i] estimated once per call from draws of eps_i shared by every x
 (`ImplicitDistribution.sample_moments`), which AVB's adaptive contrast uses instead of
@@ -55,7 +43,6 @@ also removes their sampling noise from the estimate.
 from tfvae import validation
 from tfvae._tf import tf, tfk, tfp
 from tfvae.posteriors.gaussian_diag import DIAG_SHIFT, scale_bias
-from tfvae.posteriors.gaussian_tril import strictly_lower_index
 from tfvae.posteriors.implicit import SamplerPosterior, check_noise_dim
 from tfvae.registry import POSTERIORS
 from tfvae.seeds import stateless_seed
@@ -119,11 +106,6 @@ class NoiseBasisPosterior(SamplerPosterior):
         init_scale: every a_i at h = 0 is init_scale / sqrt(n) (its bias), so that with
             v_i of unit variance each latent's sd starts near init_scale, the Gaussian
             heads' default. Default value: 1.0.
-        mixing: "none", z = z0 + u; or "tril", z = z0 + M(x) u with M unit lower triangular
-            (x-dependent correlations; see the module docstring). Default value: "none".
-        offdiag_scale: with "tril", the multiplier of M's off-diagonal outputs (their
-            effective step size under Adam). Default value: 1e-3, the full-covariance
-            head's.
         basis_step_scale: the basis networks' effective Adam step relative to the rest of
             the model (`GroupedDense.step_scale`). Default value: 1e-2 (measured; see the
             module docstring).
@@ -132,9 +114,8 @@ class NoiseBasisPosterior(SamplerPosterior):
     """
 
     def __init__(self, latent_dim, bases=16, noise_dim=None, basis_units=(64, 64),
-                 activation="elu", init_scale=1.0, mixing="none", offdiag_scale=1e-3,
-                 basis_step_scale=1e-2, proposal_samples=256, proposal_scale=1.5,
-                 validate_args=False, **kwargs):
+                 activation="elu", init_scale=1.0, basis_step_scale=1e-2,
+                 proposal_samples=256, proposal_scale=1.5, validate_args=False, **kwargs):
         super().__init__(latent_dim, proposal_samples=proposal_samples,
                          proposal_scale=proposal_scale, validate_args=validate_args, **kwargs)
         self.bases = validation.positive_int(bases, "bases")
@@ -156,15 +137,6 @@ class NoiseBasisPosterior(SamplerPosterior):
         self.basis_layers = [GroupedDense(n, w, activation, step, name=f"basis_{i}")
                              for i, w in enumerate(self.basis_units)]
         self.basis_layers.append(GroupedDense(n, d, step_scale=step, name="basis_out"))
-        if mixing not in ("none", "tril"):
-            raise ValueError(f"`mixing` must be 'none' or 'tril'; got {mixing!r}.")
-        self.mixing = mixing
-        self.offdiag_scale = validation.positive(offdiag_scale, "offdiag_scale")
-        self.mixing_layer = None
-        if mixing == "tril":
-            self.mixing_layer = tfk.layers.Dense(d * (d - 1) // 2, name="mixing",
-                                                 kernel_initializer="zeros")
-            self._index = tf.constant(strictly_lower_index(d))
 
     @property
     def eps_dim(self):
@@ -177,11 +149,7 @@ class NoiseBasisPosterior(SamplerPosterior):
         for layer in self.basis_layers:
             shapes.append((None, self.bases, width))
             width = layer.units
-        layers = [self.loc_layer, self.scale_layer, *self.basis_layers]
-        if self.mixing_layer is not None:
-            layers.append(self.mixing_layer)
-            shapes.append(input_shape)
-        for layer, shape in zip(layers, shapes):
+        for layer, shape in zip([self.loc_layer, self.scale_layer, *self.basis_layers], shapes):
             if not layer.built:
                 layer.build(shape)
         super().build(input_shape)
@@ -198,16 +166,6 @@ class NoiseBasisPosterior(SamplerPosterior):
         a = tf.nn.softplus(self.scale_layer(h)) + DIAG_SHIFT
         return tf.reshape(a, [-1, self.bases, self.latent_dim]), self.loc_layer(h)
 
-    def mixing_matrix(self, h):
-        """M(x) [B, D, D], unit lower triangular; None with mixing="none" (M = I)."""
-        if self.mixing_layer is None:
-            return None
-        d = self.latent_dim
-        offdiag = self.offdiag_scale * self.mixing_layer(h)                    # [B, D(D-1)/2]
-        padded = tf.pad(offdiag, [[0, 0], [1, 0]])                             # 0 at index 0
-        lower = tf.reshape(tf.gather(padded, self._index, axis=-1), [-1, d, d])
-        return lower + tf.eye(d, dtype=h.dtype)
-
     def transform(self, h, eps):
         """z for h [B, F] and eps [S, B or 1, n * k] -> [S, B, D]; with eps [S, 1, .] the
         basis networks run S times, not S * B."""
@@ -215,13 +173,8 @@ class NoiseBasisPosterior(SamplerPosterior):
         a, z0 = self.weights_and_shift(h)
         v = self.basis(eps)                                     # [S, B or 1, n, D]
         if eps.shape[1] == 1:
-            u = tf.einsum("snd,bnd->sbd", v[:, 0], a)
-        else:
-            u = tf.reduce_sum(v * a, -2)
-        m = self.mixing_matrix(h)
-        if m is not None:
-            u = tf.einsum("bij,sbj->sbi", m, u)
-        return z0 + u
+            return z0 + tf.einsum("snd,bnd->sbd", v[:, 0], a)
+        return z0 + tf.reduce_sum(v * a, -2)
 
     def sample_moments(self, h, n, seed, full):
         """Mean [B, D] and covariance [B, D, D] (`full`) or variance [B, D] of q(z|x), from
@@ -233,15 +186,9 @@ class NoiseBasisPosterior(SamplerPosterior):
         a, z0 = self.weights_and_shift(h)
         v_mean = tf.reduce_mean(v, 0)
         vc = v - v_mean
-        u_mean = tf.einsum("nd,bnd->bd", v_mean, a)
-        m = self.mixing_matrix(h)
-        if m is None and not full:
+        mean = z0 + tf.einsum("nd,bnd->bd", v_mean, a)
+        if not full:
             v_var = tf.reduce_sum(tf.square(vc), 0) / (n - 1.0)
-            return z0 + u_mean, tf.einsum("nd,bnd->bd", v_var, tf.square(a))
+            return mean, tf.einsum("nd,bnd->bd", v_var, tf.square(a))
         v_cov = tf.einsum("mni,mnj->nij", vc, vc) / (n - 1.0)    # [bases, D, D]
-        cov = tf.einsum("bni,nij,bnj->bij", a, v_cov, a)
-        if m is None:
-            return z0 + u_mean, cov
-        mean = z0 + tf.einsum("bij,bj->bi", m, u_mean)
-        cov = tf.linalg.matmul(tf.linalg.matmul(m, cov), m, transpose_b=True)
-        return mean, cov if full else tf.linalg.diag_part(cov)
+        return mean, tf.einsum("bni,nij,bnj->bij", a, v_cov, a)
