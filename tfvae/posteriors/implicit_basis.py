@@ -20,10 +20,10 @@ gradient is a sum of per-draw terms g(z) dv_i/dtheta, mostly noise, and Adam tak
 of ~lr in every weight whatever its signal-to-noise ratio, so at the model's learning rate
 the v_i random-walk. The variance they add is paid for with information: the encoder
 settles on a smaller KL and the decoder on a worse likelihood (benchmarks/README.md, "The
-noise bases' step size"). `basis_step_scale` gives the bases a smaller effective step (`GroupedDense`
-stores their weights divided by it), so they change only where their gradient is
-consistent. Its default, 1e-2, is the measured one; 1e-3 did as well, the plain step
-(1) far worse.
+noise bases' step size"). `basis_step_scale` gives the bases a smaller effective step
+(`GroupedDense` stores their weights divided by it), so they change only where their
+gradient is consistent. Its default, 1e-2, is the measured one; 1e-3 did as well, the
+plain step (1) far worse.
 
 Its moments are cheap: the v_i do not depend on x, so
 ```none
