@@ -45,8 +45,6 @@ MODELS = ("avb", "avb_ac", "avb_ac_full", "avb_ac_basis", "vae")
 SWEEP_SCALES = (1.0, 1.2, 1.5, 2.0)
 
 
-
-
 def build(name, epochs, sets=(), seed=0):
     """The model of apps/<name>.toml with `--set` overrides and `seed`, built by the train
     app's own code."""

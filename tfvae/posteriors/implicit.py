@@ -59,6 +59,12 @@ def check_noise_dim(noise_dim):
     return validation.positive_int(noise_dim, "noise_dim")
 
 
+def noise_seed(seed):
+    """The stateless seed a sampler head draws its eps with: `stateless_seed(seed)`, or a
+    fresh one when seed is None (as TFP's samplers do)."""
+    return stateless_seed(seed) if seed is not None else tfp.random.sanitize_seed(None)
+
+
 class ImplicitDistribution(tfd.Distribution):
     """q(z|x) as a sampler: batch shape [B], event shape [D], sample only.
 
@@ -122,7 +128,7 @@ class ImplicitDistribution(tfd.Distribution):
         return tf.constant([self._head.latent_dim], tf.int32)
 
     def _sample_n(self, n, seed=None):
-        seed = stateless_seed(seed) if seed is not None else tfp.random.sanitize_seed(None)
+        seed = noise_seed(seed)
         shape = tf.concat([[n], tf.shape(self._features)[:-1], [self.noise_dim]], 0)
         eps = tf.random.stateless_normal(shape, seed, dtype=self.dtype)
         return self.transform(eps)

@@ -41,11 +41,10 @@ also removes their sampling noise from the estimate.
 """
 
 from tfvae import validation
-from tfvae._tf import tf, tfk, tfp
+from tfvae._tf import tf, tfk
 from tfvae.posteriors.gaussian_diag import DIAG_SHIFT, scale_bias
-from tfvae.posteriors.implicit import SamplerPosterior, check_noise_dim
+from tfvae.posteriors.implicit import SamplerPosterior, check_noise_dim, noise_seed
 from tfvae.registry import POSTERIORS
-from tfvae.seeds import stateless_seed
 
 
 class GroupedDense(tfk.layers.Layer):
@@ -76,9 +75,7 @@ class GroupedDense(tfk.layers.Layer):
 
     def effective_weights(self):
         """The kernel [n, in, out] and bias [n, out] the layer computes with: s times the
-        stored ones."""
-        if self.step_scale == 1.0:
-            return self.kernel, self.bias
+        stored ones (exactly the stored ones at s = 1)."""
         return self.step_scale * self.kernel, self.step_scale * self.bias
 
     def call(self, x):
@@ -180,8 +177,7 @@ class NoiseBasisPosterior(SamplerPosterior):
         """Mean [B, D] and covariance [B, D, D] (`full`) or variance [B, D] of q(z|x), from
         n draws of each eps_i shared by every x; unbiased for each basis's moments, with
         the bases' cross-covariances set to their expectation, 0."""
-        seed = stateless_seed(seed) if seed is not None else tfp.random.sanitize_seed(None)
-        eps = tf.random.stateless_normal([n, self.eps_dim], seed, dtype=h.dtype)
+        eps = tf.random.stateless_normal([n, self.eps_dim], noise_seed(seed), dtype=h.dtype)
         v = self.basis(eps)                                     # [n, bases, D]
         a, z0 = self.weights_and_shift(h)
         v_mean = tf.reduce_mean(v, 0)
