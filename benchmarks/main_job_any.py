@@ -1,0 +1,144 @@
+"""The main job (`python -m tfvae.apps.train`) timed the same way at any revision of tfvae.
+
+    PYTHONPATH=/path/to/checkout python benchmarks/main_job_any.py --epochs 10 [-- APP FLAGS]
+
+`memory_profile.py` reads the main job through the train app's internals, which change
+between revisions; this script uses only what every revision has: the app's `main` run as
+`python -m tfvae.apps.train` runs it, and tf_keras's `Model.fit`, which it wraps to add one
+timing callback. So one script measures an old checkout and the current one alike
+(`speed_history.py` runs it against each). It imports nothing of this checkout: the tfvae it
+runs is the first on `sys.path` (PYTHONPATH).
+
+Printed as one result line (common.RESULT_PREFIX): training images/s (the images of an
+epoch, steps per epoch x batch size, over the median epoch time after the first; an epoch
+is timed from its first step to the start of its validation), the peak RSS (VmHWM, exact)
+after the first compiled train call and at the end, the test ELBO from the export's
+metadata.json (a lower bound on log p(x), nats per image), and the tfvae that ran.
+"""
+
+import argparse
+import importlib.abc
+import importlib.util
+import json
+import os
+import runpy
+import sys
+import tempfile
+import time
+
+RESULT_PREFIX = "BENCHMARK_RESULT "  # common.RESULT_PREFIX; this script imports no benchmarks
+
+
+def peak_rss_mb():
+    """VmHWM of this process, MB (MiB)."""
+    with open("/proc/self/status") as f:
+        line = next(l for l in f if l.startswith("VmHWM:"))
+    return round(int(line.split()[1]) / 1024, 1)
+
+
+def _find(tree, key):
+    """The first value under `key` in nested dicts, depth first; None if there is none."""
+    if isinstance(tree, dict):
+        if key in tree and not isinstance(tree[key], dict):
+            return tree[key]
+        for value in tree.values():
+            found = _find(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Calls `then(module)` once the module `name` has been imported, wherever from."""
+
+    def __init__(self, name, then):
+        self.name, self.then, self.busy = name, then, False
+
+    def find_spec(self, name, path, target=None):
+        if name != self.name or self.busy:  # busy: the find_spec call below
+            return None
+        self.busy = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.busy = False
+        run = spec.loader.exec_module
+
+        def exec_module(module):  # a mere find_spec (TensorFlow makes one) never gets here
+            run(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+                self.then(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128, help="the app's batch size")
+    args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+
+    times, steps, phases = [], [], {}
+
+    def add_timer(tf_keras):
+        """Wraps tf_keras.Model.fit to put a Timer first among its callbacks."""
+
+        class Timer(tf_keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self._supports_tf_logs = True  # so that it adds no host sync per call
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t0, self.t1 = time.perf_counter(), None
+
+            def on_train_batch_end(self, batch, logs=None):
+                phases.setdefault("first_step", peak_rss_mb())
+
+            def on_test_begin(self, logs=None):  # the epoch's validation starts
+                if getattr(self, "t0", None) is not None and self.t1 is None:
+                    self.t1 = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                times.append((self.t1 or time.perf_counter()) - self.t0)
+                steps.append(self.params.get("steps"))
+                self.t0 = None
+
+        fit = tf_keras.Model.fit
+
+        def timed_fit(self, *a, callbacks=None, **k):
+            return fit(self, *a, callbacks=[Timer(), *(callbacks or [])], **k)
+
+        tf_keras.Model.fit = timed_fit
+
+    # Patched when the app imports tf_keras, not before: importing TensorFlow here would
+    # come before the app caps malloc's arenas (tfvae.apps._cli), which changes its RSS.
+    sys.meta_path.insert(0, _AfterImport("tf_keras", add_timer))
+    with tempfile.TemporaryDirectory() as tmp:
+        export = os.path.join(tmp, "saved")
+        sys.argv = ["tfvae.apps.train", "--epochs", str(args.epochs), "--verbose", "0",
+                    "--logdir", os.path.join(tmp, "runs"), "--export-dir", export, *extra]
+        try:
+            runpy.run_module("tfvae.apps.train", run_name="__main__", alter_sys=True)
+        except SystemExit as e:
+            if e.code not in (0, None):
+                raise
+        meta = [os.path.join(d, "metadata.json") for d, _, files in os.walk(export)
+                if "metadata.json" in files]
+        elbo = _find(json.load(open(meta[0]))["metrics"], "elbo") if meta else None
+    import tfvae  # noqa: PLC0415  (already imported by the app)
+    steady = sorted(times[1:] or times)[len(times[1:] or times) // 2]
+    row = dict(contender="tfvae main job", tfvae=os.path.dirname(tfvae.__file__),
+               epochs=args.epochs, epoch_seconds=[round(t, 3) for t in times],
+               train_images_per_s=steps[-1] * args.batch_size / steady,
+               test_elbo=elbo, peak_rss_mb=peak_rss_mb(),
+               peak_rss_by_phase_mb={**phases, "end": peak_rss_mb()})
+    print(RESULT_PREFIX + json.dumps(row), flush=True)
+    return row
+
+
+if __name__ == "__main__":
+    main()
