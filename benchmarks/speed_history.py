@@ -38,12 +38,13 @@ def _git(*argv):
                           text=True).stdout.strip()
 
 
-def run_main_job(tree, epochs, timeout):
-    """`main_job_any.py` with `tree`'s tfvae first on the path; its result line as a dict."""
+def run_main_job(tree, epochs, timeout, app_args=()):
+    """`main_job_any.py` with `tree`'s tfvae first on the path (`app_args` after its `--`, to
+    the train app); its result line as a dict."""
     env = {**run_lib.CHILD_ENV, "PYTHONPATH": tree}
     proc = subprocess.run([sys.executable, os.path.join(HERE, "main_job_any.py"), "--epochs",
-                           str(epochs)], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=tree)
+                           str(epochs), "--", *app_args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=tree)
     lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
@@ -87,6 +88,9 @@ def main(argv=None):
     p.add_argument("--baselines", default="tfp_layers,torch",
                    help=f"comma-separated subset of {list(run_lib.BASELINES)}")
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N images")
+    p.add_argument("--nll-samples", type=int, default=1000, help="the baselines' k")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--nll-examples", type=int, default=100,
                    help="the baselines' NLL images (not timed; kept small)")
@@ -101,8 +105,10 @@ def main(argv=None):
     unknown = sorted(set(baselines) - set(run_lib.BASELINES))
     if unknown or not revs:
         p.error(f"unknown baselines {unknown}" if unknown else "--revs names no revision")
-    bargs = argparse.Namespace(epochs=args.epochs, nll_samples=1000, dataset="fashion_mnist",
-                               nll_examples=args.nll_examples, limit=None)
+    bargs = argparse.Namespace(epochs=args.epochs, nll_samples=args.nll_samples,
+                               dataset=args.dataset, nll_examples=args.nll_examples,
+                               limit=args.limit)
+    app_args = ["--dataset", args.dataset] + (["--limit", str(args.limit)] if args.limit else [])
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         trees = {}
@@ -112,14 +118,15 @@ def main(argv=None):
                 trees[label] = os.path.join(tmp, f"tree{len(trees)}")
                 _git("worktree", "add", "--detach", "--quiet", trees[label], rev)
             npz = os.path.join(tmp, "fmnist_bin.npz")
-            run_lib._write_data(npz, "fashion_mnist", None)
+            run_lib._write_data(npz, args.dataset, args.limit)
             for i in range(args.rounds):
                 results = {}
                 for name in [*trees, *baselines]:
                     if args.drop_caches:
                         run_lib.drop_page_cache()
                     if name in trees:
-                        results[name] = run_main_job(trees[name], args.epochs, args.timeout)
+                        results[name] = run_main_job(trees[name], args.epochs, args.timeout,
+                                                 app_args)
                     else:
                         python = args.torch_python if name == "torch" else sys.executable
                         results[name] = run_lib._run(name, run_lib._argv(name, bargs, npz),

@@ -93,3 +93,64 @@ def test_a_contenders_peak_is_its_own_not_its_parents():
                          check=True).stdout
     assert 1 < float(out) < 100, out  # a bare interpreter with NumPy: ~30 MB
     del big
+
+
+def test_speed_history_reports_the_median_of_the_per_round_ratios():
+    sys.path.insert(0, ROOT)
+    from benchmarks.speed_history import summarize
+
+    def r(rate, **k):
+        return {"train_images_per_s": rate, "peak_rss_mb": 900.0, **k}
+    rounds = [{"old": r(150.0, test_elbo=-99.0), "tfp_layers": r(100.0, test_neg_elbo=120.0)},
+              {"old": r(200.0, test_elbo=-99.0), "tfp_layers": r(200.0, test_neg_elbo=120.0)},
+              {"old": r(130.0, test_elbo=-98.0), "tfp_layers": r(100.0, test_neg_elbo=121.0)}]
+    text = summarize(rounds, ["tfp_layers"])
+    # Per round 1.50, 1.00, 1.30: the median ratio 1.30, not the ratio of medians (1.00).
+    assert "| old | 150 | 1.30 (1.50, 1.00, 1.30) | 900 | 98.00 |" in text
+    assert "| tfp_layers | 100 | 1.00 (1.00, 1.00, 1.00) | 900 | 121.00 |" in text
+    assert "round 2: old 200, tfp_layers 200" in text
+
+
+def test_the_main_job_timer_is_installed_when_the_module_is_imported(tmp_path, monkeypatch):
+    # TensorFlow looks tf_keras up (find_spec) before it imports it: a hook that fired on
+    # the lookup patched a loader the real import never used, and timed nothing.
+    import importlib.util
+    sys.path.insert(0, ROOT)
+    from benchmarks.main_job_any import _AfterImport
+    (tmp_path / "tfvae_fake_keras.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    hook = _AfterImport("tfvae_fake_keras", seen.append)
+    sys.meta_path.insert(0, hook)
+    try:
+        assert importlib.util.find_spec("tfvae_fake_keras") is not None and seen == []
+        import tfvae_fake_keras
+        assert seen == [tfvae_fake_keras] and hook not in sys.meta_path
+    finally:
+        if hook in sys.meta_path:
+            sys.meta_path.remove(hook)
+        sys.modules.pop("tfvae_fake_keras", None)
+
+
+@pytest.mark.slow
+def test_speed_history_times_a_checkout_and_removes_it(tmp_path):
+    # HEAD in a temporary worktree: its own tfvae must be the one that ran.
+    out = tmp_path / "rounds.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "speed_history.py"), "--revs", "HEAD",
+         "--baselines", "tfp_layers", "--dataset", "synthetic", "--limit", "512", "--epochs",
+         "2", "--rounds", "1", "--nll-examples", "10", "--nll-samples", "10", "--json",
+         str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+    (results,) = json.loads(out.read_text())
+    (label,) = [n for n in results if n.startswith("tfvae main job @ ")]
+    main = results[label]
+    assert "(HEAD)" in label and not main["tfvae"].startswith(ROOT), main["tfvae"]
+    assert len(main["epoch_seconds"]) == 2 and main["train_images_per_s"] > 0
+    assert 0 < -main["test_elbo"] < 784 * 0.6932 and main["peak_rss_mb"] > 0
+    assert list(main["peak_rss_by_phase_mb"]) == ["first_step", "end"]
+    assert f"| {label} |" in proc.stdout and "| x TFP layers |" in proc.stdout
+    trees = subprocess.run(["git", "-C", ROOT, "worktree", "list"], capture_output=True,
+                           text=True, check=True).stdout
+    assert main["tfvae"].rsplit("/", 1)[0] not in trees
