@@ -123,16 +123,21 @@ def _as_protocol_row(result):
             "test_nll": float("nan"), "eval_images_per_s": float("nan")}
 
 
+def result_of(proc, what):
+    """The last result line (common.RESULT_PREFIX) of a finished child as a dict; a
+    RuntimeError naming `what` with the end of its output if it failed or printed none."""
+    lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}): " + " | ".join(tail))
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
 def _run(name, argv, timeout, python=sys.executable):
     t0 = time.time()
     proc = subprocess.run([python, *argv], capture_output=True, text=True,
                           timeout=timeout, env=CHILD_ENV)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise RuntimeError(f"contender {name} failed (exit {proc.returncode}): "
-                           + " | ".join(tail))
-    result = json.loads(lines[-1][len(RESULT_PREFIX):])
+    result = result_of(proc, f"contender {name}")
     if name == "tfvae_main_job":
         result = _as_protocol_row(result)
     result["wall_s"] = round(time.time() - t0, 1)

@@ -30,7 +30,6 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from benchmarks import run as run_lib  # noqa: E402
-from benchmarks.common import RESULT_PREFIX  # noqa: E402
 
 
 def _git(*argv):
@@ -45,12 +44,7 @@ def run_main_job(tree, epochs, timeout, app_args=()):
     proc = subprocess.run([sys.executable, os.path.join(HERE, "main_job_any.py"), "--epochs",
                            str(epochs), "--", *app_args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=tree)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise RuntimeError(f"main job in {tree} failed (exit {proc.returncode}): "
-                           + " | ".join(tail))
-    result = json.loads(lines[-1][len(RESULT_PREFIX):])
+    result = run_lib.result_of(proc, f"main job in {tree}")
     if not result["tfvae"].startswith(tree):
         raise RuntimeError(f"the main job ran {result['tfvae']}, not the checkout in {tree}")
     return result
