@@ -10,10 +10,11 @@ timing callback. So one script measures an old checkout and the current one alik
 runs is the first on `sys.path` (PYTHONPATH).
 
 Printed as one result line (common.RESULT_PREFIX): training images/s (the images of an
-epoch, steps per epoch x batch size, over the median epoch time after the first; an epoch
-is timed from its first step to the start of its validation), the peak RSS (VmHWM, exact)
-after the first compiled train call and at the end, the test ELBO from the export's
-metadata.json (a lower bound on log p(x), nats per image), and the tfvae that ran.
+epoch, steps x batch size or the training images if fewer, over the median epoch time after
+the first; an epoch is timed from `on_epoch_begin` to the start of its validation), the
+peak RSS (VmHWM, exact) after the first compiled train call and at the end, the test ELBO
+from the export's metadata.json (a lower bound on log p(x), nats per image), and the tfvae
+that ran.
 """
 
 import argparse
@@ -22,6 +23,7 @@ import importlib.util
 import json
 import os
 import runpy
+import statistics
 import sys
 import tempfile
 import time
@@ -62,6 +64,8 @@ class _AfterImport(importlib.abc.MetaPathFinder):
             spec = importlib.util.find_spec(name)
         finally:
             self.busy = False
+        if spec is None:  # not installed: the import fails as it would without this hook
+            return None
         run = spec.loader.exec_module
 
         def exec_module(module):  # a mere find_spec (TensorFlow makes one) never gets here
@@ -79,7 +83,6 @@ def main(argv=None):
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128, help="the app's batch size")
     args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
 
     times, steps, phases = [], [], {}
@@ -96,7 +99,8 @@ def main(argv=None):
                 self.t0, self.t1 = time.perf_counter(), None
 
             def on_train_batch_end(self, batch, logs=None):
-                phases.setdefault("first_step", peak_rss_mb())
+                if "first_step" not in phases:
+                    phases["first_step"] = peak_rss_mb()
 
             def on_test_begin(self, logs=None):  # the epoch's validation starts
                 if getattr(self, "t0", None) is not None and self.t1 is None:
@@ -126,15 +130,22 @@ def main(argv=None):
         except SystemExit as e:
             if e.code not in (0, None):
                 raise
-        meta = [os.path.join(d, "metadata.json") for d, _, files in os.walk(export)
-                if "metadata.json" in files]
-        elbo = _find(json.load(open(meta[0]))["metrics"], "elbo") if meta else None
+        paths = [os.path.join(d, "metadata.json") for d, _, files in os.walk(export)
+                 if "metadata.json" in files]
+        if not paths or not times:
+            raise RuntimeError("the train app exported no metadata.json or timed no epoch "
+                               f"(epochs timed: {len(times)}): is it a tf_keras fit?")
+        with open(paths[0]) as f:
+            meta = json.load(f)
     import tfvae  # noqa: PLC0415  (already imported by the app)
-    steady = sorted(times[1:] or times)[len(times[1:] or times) // 2]
+    # Every revision's metadata has the batch size and the training images; an epoch is
+    # whole batches (now) or ends on a partial one (64645dd), so min() counts both right.
+    images = min(steps[-1] * meta["config"]["batch_size"], meta["dataset"]["train_examples"])
+    steady = statistics.median(times[1:] or times)
     row = dict(contender="tfvae main job", tfvae=os.path.dirname(tfvae.__file__),
                epochs=args.epochs, epoch_seconds=[round(t, 3) for t in times],
-               train_images_per_s=steps[-1] * args.batch_size / steady,
-               test_elbo=elbo, peak_rss_mb=peak_rss_mb(),
+               images_per_epoch=images, train_images_per_s=images / steady,
+               test_elbo=_find(meta["metrics"], "elbo"), peak_rss_mb=peak_rss_mb(),
                peak_rss_by_phase_mb={**phases, "end": peak_rss_mb()})
     print(RESULT_PREFIX + json.dumps(row), flush=True)
     return row

@@ -3,13 +3,15 @@
     python benchmarks/speed_history.py --revs 64645dd,HEAD --rounds 3 \
         --torch-python /path/to/venv-with-torch/bin/python --drop-caches
 
-A throughput ratio to a baseline depends on the machine (its vector units favour one
-framework's kernels more than another's), so "the ratio did not drop" can only be shown by
-running the old code and the new one on the same machine, in the same run. Each revision
+Whether a change cost speed is a question about two revisions of tfvae, and a shared
+machine's speed drifts by more than the answer, so it is only answered by running the old
+code and the new one on the same machine, in the same run. Each revision
 is checked out in a temporary git worktree and its main job (`python -m tfvae.apps.train`,
 defaults, FMNIST-bin) is timed by `main_job_any.py`, the same script for every revision;
 the baselines are run.py's (`tfp_layers`, `torch`, on the same binarized images). Every
-round runs the whole list in order, so load on a shared machine hits all alike.
+round runs the whole list, each round starting one place later, so that drift reaches
+every contender (it does not cancel: read the per-round ratios, not only their median).
+Ten epochs of two revisions and both baselines take ~7 minutes per round on 2 cores.
 
 Printed: a table of each contender's median images/s over the rounds, its ratio to each
 baseline (the median of the per-round ratios and each round's), the last round's peak RSS
@@ -71,7 +73,8 @@ def summarize(rounds, baselines):
         rows.append("| " + " | ".join(cells) + " |")
     per_round = [f"round {i + 1}: " + ", ".join(
         f"{n} {r[n]['train_images_per_s']:,.0f}" for n in names) for i, r in enumerate(rounds)]
-    return "\n".join(rows) + "\n\nimg/s per round (ratios in parentheses above, in order):\n" \
+    return "\n".join(rows) + "\n\nimg/s per round (the ratios in parentheses above are these " \
+        "rounds', in this order):\n" \
         + "\n".join(per_round)
 
 
@@ -99,6 +102,23 @@ def main(argv=None):
     unknown = sorted(set(baselines) - set(run_lib.BASELINES))
     if unknown or not revs:
         p.error(f"unknown baselines {unknown}" if unknown else "--revs names no revision")
+    shas = {}
+    for rev in revs:
+        try:
+            shas[rev] = _git("rev-parse", "--short", "--verify", f"{rev}^{{commit}}")
+        except subprocess.CalledProcessError:
+            p.error(f"--revs: {rev!r} is not a commit of {ROOT}")
+    if len(set(shas.values())) < len(revs):
+        p.error(f"--revs names one commit twice: {args.revs}")
+    if "torch" in baselines and subprocess.run([args.torch_python, "-c", "import torch"],
+                                               capture_output=True).returncode != 0:
+        p.error(f"the torch baseline needs PyTorch, which {args.torch_python} cannot import: "
+                "pass --torch-python, or --baselines tfp_layers")
+    if args.drop_caches:
+        try:
+            run_lib.drop_page_cache()
+        except OSError as e:
+            p.error(f"--drop-caches needs root (writing /proc/sys/vm/drop_caches): {e}")
     bargs = argparse.Namespace(epochs=args.epochs, nll_samples=args.nll_samples,
                                dataset=args.dataset, nll_examples=args.nll_examples,
                                limit=args.limit)
@@ -108,19 +128,22 @@ def main(argv=None):
         trees = {}
         try:
             for rev in revs:
-                label = f"tfvae main job @ {_git('rev-parse', '--short', rev)} ({rev})"
+                label = f"tfvae main job @ {shas[rev]} ({rev})"
                 trees[label] = os.path.join(tmp, f"tree{len(trees)}")
-                _git("worktree", "add", "--detach", "--quiet", trees[label], rev)
+                _git("worktree", "add", "--detach", "--quiet", trees[label], shas[rev])
             npz = os.path.join(tmp, "fmnist_bin.npz")
             run_lib._write_data(npz, args.dataset, args.limit)
+            names = [*trees, *baselines]
             for i in range(args.rounds):
                 results = {}
-                for name in [*trees, *baselines]:
+                # Each round starts one place later, so a slow stretch within rounds does
+                # not fall on the same contender every time.
+                for name in names[i % len(names):] + names[:i % len(names)]:
                     if args.drop_caches:
                         run_lib.drop_page_cache()
                     if name in trees:
                         results[name] = run_main_job(trees[name], args.epochs, args.timeout,
-                                                 app_args)
+                                                     app_args)
                     else:
                         python = args.torch_python if name == "torch" else sys.executable
                         results[name] = run_lib._run(name, run_lib._argv(name, bargs, npz),
@@ -128,15 +151,17 @@ def main(argv=None):
                     print(f"round {i + 1}: {name}: "
                           f"{results[name]['train_images_per_s']:,.0f} img/s, peak "
                           f"{results[name]['peak_rss_mb']:,.0f} MB", flush=True)
-                rounds.append(results)
+                rounds.append({n: results[n] for n in names})
+                if args.json:  # after every round: a run stopped later keeps what it measured
+                    with open(args.json, "w") as f:
+                        json.dump(rounds, f, indent=1)
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", tree],
                                capture_output=True)
-    print(summarize(rounds, baselines))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rounds, f, indent=1)
+            subprocess.run(["git", "-C", ROOT, "worktree", "prune"], capture_output=True)
+            if rounds:
+                print(summarize(rounds, baselines), flush=True)
     return rounds
 
 

@@ -148,9 +148,23 @@ def test_speed_history_times_a_checkout_and_removes_it(tmp_path):
     main = results[label]
     assert "(HEAD)" in label and not main["tfvae"].startswith(ROOT), main["tfvae"]
     assert len(main["epoch_seconds"]) == 2 and main["train_images_per_s"] > 0
+    assert 0 < main["images_per_epoch"] <= 512  # whole batches of the training split
     assert 0 < -main["test_elbo"] < 784 * 0.6932 and main["peak_rss_mb"] > 0
     assert list(main["peak_rss_by_phase_mb"]) == ["first_step", "end"]
     assert f"| {label} |" in proc.stdout and "| x TFP layers |" in proc.stdout
     trees = subprocess.run(["git", "-C", ROOT, "worktree", "list"], capture_output=True,
                            text=True, check=True).stdout
     assert main["tfvae"].rsplit("/", 1)[0] not in trees
+
+
+def test_speed_history_refuses_a_commit_named_twice_and_a_missing_torch():
+    script = os.path.join(ROOT, "benchmarks", "speed_history.py")
+    proc = subprocess.run([sys.executable, script, "--revs", "HEAD,HEAD~0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--revs names one commit twice" in proc.stderr
+    proc = subprocess.run([sys.executable, script, "--revs", "no-such-rev"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "'no-such-rev' is not a commit" in proc.stderr
+    proc = subprocess.run([sys.executable, script, "--torch-python", "/bin/false"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "the torch baseline needs PyTorch" in proc.stderr
