@@ -28,7 +28,10 @@ import sys
 import tempfile
 import time
 
-RESULT_PREFIX = "BENCHMARK_RESULT "  # common.RESULT_PREFIX; this script imports no benchmarks
+#: common.RESULT_PREFIX, and `peak_rss_mb` below is common's: importing benchmarks.common
+#: here would import NumPy (and its BLAS threads) before the app caps malloc's arenas, and the
+#: `benchmarks` first on the path is the checkout's, not this one's.
+RESULT_PREFIX = "BENCHMARK_RESULT "
 
 
 def peak_rss_mb():
@@ -36,18 +39,6 @@ def peak_rss_mb():
     with open("/proc/self/status") as f:
         line = next(l for l in f if l.startswith("VmHWM:"))
     return round(int(line.split()[1]) / 1024, 1)
-
-
-def _find(tree, key):
-    """The first value under `key` in nested dicts, depth first; None if there is none."""
-    if isinstance(tree, dict):
-        if key in tree and not isinstance(tree[key], dict):
-            return tree[key]
-        for value in tree.values():
-            found = _find(value, key)
-            if found is not None:
-                return found
-    return None
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
@@ -138,14 +129,14 @@ def main(argv=None):
         with open(paths[0]) as f:
             meta = json.load(f)
     import tfvae  # noqa: PLC0415  (already imported by the app)
-    # Every revision's metadata has the batch size and the training images; an epoch is
-    # whole batches (now) or ends on a partial one (64645dd), so min() counts both right.
+    # Every revision's metadata has the batch size, the training images and metrics.test; an
+    # epoch is whole batches (now) or ends on a partial one (64645dd): min() counts both.
     images = min(steps[-1] * meta["config"]["batch_size"], meta["dataset"]["train_examples"])
     steady = statistics.median(times[1:] or times)
     row = dict(contender="tfvae main job", tfvae=os.path.dirname(tfvae.__file__),
                epochs=args.epochs, epoch_seconds=[round(t, 3) for t in times],
                images_per_epoch=images, train_images_per_s=images / steady,
-               test_elbo=_find(meta["metrics"], "elbo"), peak_rss_mb=peak_rss_mb(),
+               test_elbo=meta["metrics"]["test"].get("elbo"), peak_rss_mb=peak_rss_mb(),
                peak_rss_by_phase_mb={**phases, "end": peak_rss_mb()})
     print(RESULT_PREFIX + json.dumps(row), flush=True)
     return row

@@ -115,6 +115,21 @@ def import_tensorflow_peak_mb(python=sys.executable):
     return float(out.split()[-1])
 
 
+def refuse_unusable(parser, kind, torch, torch_python, drop_caches):
+    """`parser.error` (one line, exit 2) before anything runs: a torch `kind` (contender,
+    baseline) whose interpreter cannot import PyTorch, or --drop-caches without root."""
+    if torch and subprocess.run([torch_python, "-c", "import torch"],
+                                capture_output=True).returncode != 0:
+        parser.error(f"the torch {kind} needs PyTorch, which {torch_python} cannot import: "
+                     "pass --torch-python with an interpreter that has it (e.g. a venv with "
+                     "`pip install torch numpy`)")
+    if drop_caches:
+        try:
+            drop_page_cache()
+        except OSError as e:
+            parser.error(f"--drop-caches needs root (writing /proc/sys/vm/drop_caches): {e}")
+
+
 def _as_protocol_row(result):
     """A main-job result line (memory_profile.py) in the fields of the table's rows."""
     elbo = result.get("test_elbo")
@@ -228,16 +243,7 @@ def main(argv=None):
     if args.quick:
         args.dataset, args.epochs, args.limit = "synthetic", min(args.epochs, 2), 512
         args.nll_samples, args.nll_examples = 10, 20
-    if "torch" in names and subprocess.run([args.torch_python, "-c", "import torch"],
-                                           capture_output=True).returncode != 0:
-        p.error(f"the torch contender needs PyTorch, which {args.torch_python} cannot "
-                "import: pass --torch-python with an interpreter that has it (e.g. a venv "
-                "with `pip install torch numpy`)")
-    if args.drop_caches:
-        try:
-            drop_page_cache()
-        except OSError as e:
-            p.error(f"--drop-caches needs root (writing /proc/sys/vm/drop_caches): {e}")
+    refuse_unusable(p, "contender", "torch" in names, args.torch_python, args.drop_caches)
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

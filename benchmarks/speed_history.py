@@ -110,15 +110,8 @@ def main(argv=None):
             p.error(f"--revs: {rev!r} is not a commit of {ROOT}")
     if len(set(shas.values())) < len(revs):
         p.error(f"--revs names one commit twice: {args.revs}")
-    if "torch" in baselines and subprocess.run([args.torch_python, "-c", "import torch"],
-                                               capture_output=True).returncode != 0:
-        p.error(f"the torch baseline needs PyTorch, which {args.torch_python} cannot import: "
-                "pass --torch-python, or --baselines tfp_layers")
-    if args.drop_caches:
-        try:
-            run_lib.drop_page_cache()
-        except OSError as e:
-            p.error(f"--drop-caches needs root (writing /proc/sys/vm/drop_caches): {e}")
+    run_lib.refuse_unusable(p, "baseline", "torch" in baselines, args.torch_python,
+                            args.drop_caches)
     bargs = argparse.Namespace(epochs=args.epochs, nll_samples=args.nll_samples,
                                dataset=args.dataset, nll_examples=args.nll_examples,
                                limit=args.limit)
