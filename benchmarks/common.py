@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from benchmarks._lockstep import TURNS
+
 RESULT_PREFIX = "BENCHMARK_RESULT "
 
 
@@ -34,20 +36,43 @@ def load_npz(path):
 
 
 def epoch_timer(callback_base):
-    """A Keras callback class (for tf_keras or Keras 3) recording epoch wall times."""
+    """A Keras callback (for tf_keras or Keras 3) recording epoch wall times and the steps of
+    an epoch. Under a lockstep coordinator (`_lockstep`) it also takes turns between chunks of
+    training steps; otherwise it has no batch hooks, which Keras would call every step."""
 
     class EpochTimer(callback_base):
         def __init__(self):
             super().__init__()
-            self.times = []
+            self.times, self.steps = [], None
+            self._supports_tf_logs = True  # tf_keras: no host copy of the logs per call
+
+        def on_train_begin(self, logs=None):
+            self.steps = self.params.get("steps")
 
         def on_epoch_begin(self, epoch, logs=None):
-            self._t0 = time.perf_counter()
+            self._t0, self._ended = time.perf_counter(), False
 
         def on_epoch_end(self, epoch, logs=None):
             self.times.append(time.perf_counter() - self._t0)
+            self._end_steps()
 
-    return EpochTimer()
+        def on_test_begin(self, logs=None):  # the epoch's validation, if any
+            self._end_steps()
+
+        def _end_steps(self):
+            if not getattr(self, "_ended", True):
+                self._ended = True
+                TURNS.epoch_end()
+
+    class LockstepTimer(EpochTimer):
+        def on_train_batch_begin(self, batch, logs=None):
+            self._first = batch
+            TURNS.steps_begin()
+
+        def on_train_batch_end(self, batch, logs=None):  # tf_keras: the call's last step
+            TURNS.steps_end(batch - self._first + 1)
+
+    return LockstepTimer() if TURNS.active else EpochTimer()
 
 
 def steady_images_per_s(times, n_train):
@@ -88,7 +113,8 @@ def score_baseline(tf, contender, one_sample_log_w, x_train, x_test, timer, args
            epoch_s=[round(t, 2) for t in timer.times],
            test_neg_elbo=float(-elbo.mean()), test_nll=float(-log_px.mean()),
            eval_images_per_s=len(x_eval) / eval_s,
-           eval_method="straightforward loop over samples")
+           eval_method="straightforward loop over samples",
+           images_per_step=len(x_train) / timer.steps if timer.steps else None)
 
 
 def append_row(out_dir, row, stream=sys.stdout):
@@ -132,7 +158,11 @@ def peak_rss_mb():
 
 
 def report(**fields):
+    """Prints the result line: `fields`, the peak RSS and, under a lockstep coordinator, the
+    chunks of training steps (`fields` should then carry `images_per_step`)."""
     fields["peak_rss_mb"] = peak_rss_mb()
+    if TURNS.active:
+        fields["lockstep_chunks"] = TURNS.chunks
     print(RESULT_PREFIX + json.dumps(fields), flush=True)
 
 

@@ -28,6 +28,11 @@ import sys
 import tempfile
 import time
 
+if __package__:  # imported (the tests)
+    from benchmarks._lockstep import TURNS
+else:  # run as a script: its folder is first on sys.path; the checkout's may lack the module
+    from _lockstep import TURNS  # stdlib only: nothing heavy before the app
+
 #: common.RESULT_PREFIX, and `peak_rss_mb` below is common's: importing benchmarks.common
 #: here would import NumPy (and its BLAS threads) before the app caps malloc's arenas, and the
 #: `benchmarks` first on the path is the checkout's, not this one's.
@@ -89,15 +94,23 @@ def main(argv=None):
             def on_epoch_begin(self, epoch, logs=None):
                 self.t0, self.t1 = time.perf_counter(), None
 
-            def on_train_batch_end(self, batch, logs=None):
+            def on_train_batch_begin(self, batch, logs=None):
+                self.first = batch
+                TURNS.steps_begin()
+
+            def on_train_batch_end(self, batch, logs=None):  # batch: the call's last step
+                TURNS.steps_end(batch - self.first + 1)
                 if "first_step" not in phases:
                     phases["first_step"] = peak_rss_mb()
 
             def on_test_begin(self, logs=None):  # the epoch's validation starts
                 if getattr(self, "t0", None) is not None and self.t1 is None:
                     self.t1 = time.perf_counter()
+                    TURNS.epoch_end()
 
             def on_epoch_end(self, epoch, logs=None):
+                if self.t1 is None:  # no validation
+                    TURNS.epoch_end()
                 times.append((self.t1 or time.perf_counter()) - self.t0)
                 steps.append(self.params.get("steps"))
                 self.t0 = None
@@ -109,6 +122,7 @@ def main(argv=None):
 
         tf_keras.Model.fit = timed_fit
 
+    TURNS.begin()  # under a lockstep coordinator (_lockstep.py): this process's first turn
     # Patched when the app imports tf_keras, not before: importing TensorFlow here would
     # come before the app caps malloc's arenas (tfvae.apps._cli), which changes its RSS.
     sys.meta_path.insert(0, _AfterImport("tf_keras", add_timer))
@@ -137,7 +151,10 @@ def main(argv=None):
                epochs=args.epochs, epoch_seconds=[round(t, 3) for t in times],
                images_per_epoch=images, train_images_per_s=images / steady,
                test_elbo=meta["metrics"]["test"].get("elbo"), peak_rss_mb=peak_rss_mb(),
-               peak_rss_by_phase_mb={**phases, "end": peak_rss_mb()})
+               peak_rss_by_phase_mb={**phases, "end": peak_rss_mb()},
+               images_per_step=images / steps[-1])
+    if TURNS.active:
+        row["lockstep_chunks"] = TURNS.chunks
     print(RESULT_PREFIX + json.dumps(row), flush=True)
     return row
 

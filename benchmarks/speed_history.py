@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from benchmarks import _lockstep  # noqa: E402
 from benchmarks import run as run_lib  # noqa: E402
 
 
@@ -39,17 +40,27 @@ def _git(*argv):
                           text=True).stdout.strip()
 
 
-def run_main_job(tree, epochs, timeout, app_args=()):
-    """`main_job_any.py` with `tree`'s tfvae first on the path (`app_args` after its `--`, to
-    the train app); its result line as a dict."""
-    env = {**run_lib.CHILD_ENV, "PYTHONPATH": tree}
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "main_job_any.py"), "--epochs",
-                           str(epochs), "--", *app_args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=tree)
+def main_job_command(tree, epochs, app_args=()):
+    """(argv, env, cwd) of `main_job_any.py` with `tree`'s tfvae first on the path
+    (`app_args` after its `--`, to the train app)."""
+    return ([sys.executable, os.path.join(HERE, "main_job_any.py"), "--epochs", str(epochs),
+             "--", *app_args], {**run_lib.CHILD_ENV, "PYTHONPATH": tree}, tree)
+
+
+def main_job_result(proc, tree):
+    """The main job's result line as a dict, checked to come from `tree`'s tfvae."""
     result = run_lib.result_of(proc, f"main job in {tree}")
     if not result["tfvae"].startswith(tree):
         raise RuntimeError(f"the main job ran {result['tfvae']}, not the checkout in {tree}")
     return result
+
+
+def run_main_job(tree, epochs, timeout, app_args=()):
+    """`main_job_any.py` on `tree`, alone; its result line as a dict."""
+    argv, env, cwd = main_job_command(tree, epochs, app_args)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=cwd)
+    return main_job_result(proc, tree)
 
 
 def summarize(rounds, baselines):
@@ -78,6 +89,65 @@ def summarize(rounds, baselines):
         + "\n".join(per_round)
 
 
+def summarize_lockstep(rounds, baselines):
+    """Markdown for rounds run in lockstep: per contender the images/s of its timed chunks
+    (all rounds' chunks after the first epoch: images over seconds), and per baseline the
+    median and quartiles of the paired chunk ratios of all rounds, with each round's median
+    and the number of pairs; then the last round's peak RSS and test -ELBO."""
+    names = list(rounds[0])
+    head = ["contender", "chunk img/s"] + [f"x {run_lib.BASELINES[b]}: median [quartiles] "
+                                           "(per round)" for b in baselines]
+    head += ["pairs", "peak RSS MB (last round)", "test -ELBO (last round)"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        images = seconds = 0.0
+        for r in rounds:
+            for epoch, steps, secs in r[name]["lockstep_chunks"]:
+                if epoch >= 1:
+                    images += steps * r[name]["images_per_step"]
+                    seconds += secs
+        cells, pairs = [name, f"{images / seconds:,.0f}" if seconds else "-"], 0
+        for b in baselines:
+            per_round = [_lockstep.paired({n: r[n]["lockstep_chunks"] for n in (name, b)},
+                                          {n: r[n]["images_per_step"] for n in (name, b)},
+                                          name, b) for r in rounds]
+            pooled = [x for ratios in per_round for x in ratios]
+            pairs = len(pooled)
+            if not pooled:
+                cells.append("-")
+                continue
+            med, q1, q3 = _lockstep.spread(pooled)
+            cells.append(f"{med:.3f} [{q1:.3f}, {q3:.3f}] (" + ", ".join(
+                f"{_lockstep.spread(x)[0]:.3f}" for x in per_round if x) + ")")
+        last = rounds[-1][name]
+        elbo = last.get("test_neg_elbo", -last["test_elbo"] if last.get("test_elbo") else None)
+        cells += [str(pairs), f"{last['peak_rss_mb']:,.0f}",
+                  "-" if elbo is None else f"{elbo:.2f}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + ("\n\nA pair is chunk k of an epoch (after the first) of the "
+                              "contender against the baseline's, timed seconds apart.")
+
+
+def _contender_command(name, bargs, npz, args):
+    """(argv, env, cwd) of run.py's contender `name`, from this checkout."""
+    python = args.torch_python if name == "torch" else sys.executable
+    return [python, *run_lib._argv(name, bargs, npz)], run_lib.CHILD_ENV, ROOT
+
+
+def run_round_in_lockstep(commands, trees, chunk_steps, timeout):
+    """One round: every contender started at once, taking turns chunk by chunk."""
+    procs = _lockstep.run(commands, chunk_steps, timeout)
+    results = {}
+    for name, proc in procs.items():
+        if name in trees:
+            results[name] = main_job_result(proc, trees[name])
+        else:
+            results[name] = run_lib.result_of(proc, f"contender {name}")
+        if "lockstep_chunks" not in results[name]:
+            raise RuntimeError(f"{name} timed no chunk: does its script take turns?")
+    return results
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--revs", default="64645dd,HEAD",
@@ -96,12 +166,27 @@ def main(argv=None):
                    help="drop the page cache before every contender (root)")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per contender")
     p.add_argument("--json", help="also write every round's raw results here")
+    p.add_argument("--lockstep", type=int, default=128, metavar="STEPS",
+                   help="start every contender of a round at once and let them take turns "
+                        "every STEPS training steps (benchmarks/_lockstep.py); 0: one "
+                        "contender after another, timed by whole epochs")
+    p.add_argument("--others", default="",
+                   help="comma-separated run.py contenders to time from this checkout too, "
+                        "e.g. tfvae_full_plain")
     args = p.parse_args(argv)
     revs = [r for r in args.revs.split(",") if r]
     baselines = [b for b in args.baselines.split(",") if b]
+    others = [o for o in args.others.split(",") if o]
     unknown = sorted(set(baselines) - set(run_lib.BASELINES))
     if unknown or not revs:
         p.error(f"unknown baselines {unknown}" if unknown else "--revs names no revision")
+    bad = sorted(set(others) - set(run_lib.CONTENDERS) | set(others) & {"tfvae_main_job",
+                                                                     *baselines})
+    if bad:
+        p.error(f"--others: {bad} are not run.py contenders other than the baselines and "
+                f"the main job; choose from {sorted(set(run_lib.CONTENDERS) - {'tfvae_main_job'})}")
+    if args.lockstep < 0:
+        p.error(f"--lockstep must be 0 (off) or a number of steps; got {args.lockstep}")
     shas = {}
     for rev in revs:
         try:
@@ -126,8 +211,23 @@ def main(argv=None):
                 _git("worktree", "add", "--detach", "--quiet", trees[label], shas[rev])
             npz = os.path.join(tmp, "fmnist_bin.npz")
             run_lib._write_data(npz, args.dataset, args.limit)
-            names = [*trees, *baselines]
+            names = [*trees, *others, *baselines]
             for i in range(args.rounds):
+                if args.lockstep:
+                    commands = {n: main_job_command(trees[n], args.epochs, app_args)
+                                if n in trees else _contender_command(n, bargs, npz, args)
+                                for n in names}
+                    if args.drop_caches:
+                        run_lib.drop_page_cache()
+                    rounds.append(run_round_in_lockstep(commands, trees, args.lockstep,
+                                                        args.timeout * len(names)))
+                    print(f"round {i + 1}: " + ", ".join(
+                        f"{n} peak {r['peak_rss_mb']:,.0f} MB" for n, r in rounds[-1].items()),
+                        flush=True)
+                    if args.json:
+                        with open(args.json, "w") as f:
+                            json.dump(rounds, f, indent=1)
+                    continue
                 results = {}
                 # Each round starts one place later, so a slow stretch within rounds does
                 # not fall on the same contender every time.
@@ -138,9 +238,8 @@ def main(argv=None):
                         results[name] = run_main_job(trees[name], args.epochs, args.timeout,
                                                      app_args)
                     else:
-                        python = args.torch_python if name == "torch" else sys.executable
-                        results[name] = run_lib._run(name, run_lib._argv(name, bargs, npz),
-                                                     args.timeout, python)
+                        argv, _, _ = _contender_command(name, bargs, npz, args)
+                        results[name] = run_lib._run(name, argv[1:], args.timeout, argv[0])
                     print(f"round {i + 1}: {name}: "
                           f"{results[name]['train_images_per_s']:,.0f} img/s, peak "
                           f"{results[name]['peak_rss_mb']:,.0f} MB", flush=True)
@@ -154,7 +253,8 @@ def main(argv=None):
                                capture_output=True)
             subprocess.run(["git", "-C", ROOT, "worktree", "prune"], capture_output=True)
             if rounds:
-                print(summarize(rounds, baselines), flush=True)
+                summary = summarize_lockstep if args.lockstep else summarize
+                print(summary(rounds, baselines), flush=True)
     return rounds
 
 

@@ -151,7 +151,13 @@ def test_speed_history_times_a_checkout_and_removes_it(tmp_path):
     assert 0 < main["images_per_epoch"] <= 512  # whole batches of the training split
     assert 0 < -main["test_elbo"] < 784 * 0.6932 and main["peak_rss_mb"] > 0
     assert list(main["peak_rss_by_phase_mb"]) == ["first_step", "end"]
-    assert f"| {label} |" in proc.stdout and "| x TFP layers |" in proc.stdout
+    # In lockstep (the default): one chunk per epoch here (a few steps, one call), and the
+    # baseline's chunks beside it.
+    chunks = main["lockstep_chunks"]
+    assert [c[0] for c in chunks] == [0, 1] and all(c[2] > 0 for c in chunks)
+    assert chunks[-1][1] * main["images_per_step"] == main["images_per_epoch"]
+    assert [c[0] for c in results["tfp_layers"]["lockstep_chunks"]] == [0, 1]
+    assert f"| {label} |" in proc.stdout and "| x TFP layers: median" in proc.stdout
     trees = subprocess.run(["git", "-C", ROOT, "worktree", "list"], capture_output=True,
                            text=True, check=True).stdout
     assert main["tfvae"].rsplit("/", 1)[0] not in trees
@@ -168,3 +174,84 @@ def test_speed_history_refuses_a_commit_named_twice_and_a_missing_torch():
     proc = subprocess.run([sys.executable, script, "--torch-python", "/bin/false"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "the torch baseline needs PyTorch" in proc.stderr
+
+
+_TAKER = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+from benchmarks._lockstep import TURNS
+TURNS.begin()
+spans = []
+for epoch in range(2):
+    for step in range(6):
+        TURNS.steps_begin()
+        t0 = time.time()
+        time.sleep(0.02)
+        spans.append([t0, time.time()])
+        TURNS.steps_end(1)
+    TURNS.epoch_end()
+print(json.dumps({{"spans": spans, "chunks": TURNS.chunks}}))
+"""
+
+
+def test_lockstep_contenders_take_turns_chunk_by_chunk(tmp_path):
+    sys.path.insert(0, ROOT)
+    import json
+
+    from benchmarks import _lockstep
+    script = tmp_path / "taker.py"
+    script.write_text(_TAKER.format(root=ROOT))
+    env = {**os.environ, "PYTHONPATH": ""}
+    commands = {n: ([sys.executable, str(script)], env, str(tmp_path)) for n in "abc"}
+    procs = _lockstep.run(commands, chunk_steps=3, timeout=120)
+    assert all(p.returncode == 0 for p in procs.values()), [p.stderr for p in procs.values()]
+    out = {n: json.loads(p.stdout) for n, p in procs.items()}
+    spans = sorted((s, e, n) for n in out for s, e in out[n]["spans"])
+    # One process works at a time: no step overlaps another's ...
+    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))
+    # ... and they go round in order, three steps (a chunk) each: a a a b b b c c c a a a ...
+    assert "".join(n for _, _, n in spans) == "aaabbbccc" * 4
+    for n in out:
+        assert [c[:2] for c in out[n]["chunks"]] == [[0, 3], [0, 3], [1, 3], [1, 3]]
+        assert all(0.05 < c[2] < 5 for c in out[n]["chunks"])  # three 20 ms steps, timed
+
+
+def test_lockstep_survives_a_contender_that_fails_and_times_out_one_that_hangs(tmp_path):
+    sys.path.insert(0, ROOT)
+    from benchmarks import _lockstep
+    env = dict(os.environ)
+    ok = (tmp_path / "ok.py")
+    ok.write_text(_TAKER.format(root=ROOT))
+    commands = {"fails": ([sys.executable, "-c", "raise SystemExit(3)"], env, str(tmp_path)),
+                "ok": ([sys.executable, str(ok)], env, str(tmp_path))}
+    procs = _lockstep.run(commands, chunk_steps=3, timeout=120)
+    assert procs["fails"].returncode == 3 and procs["ok"].returncode == 0
+    hang = ([sys.executable, "-c", "import time; time.sleep(60)"], env, str(tmp_path))
+    t0 = __import__("time").monotonic()
+    with pytest.raises(TimeoutError, match="held its turn past the timeout"):
+        _lockstep.run({"hangs": hang, "ok": commands["ok"]}, chunk_steps=3, timeout=3)
+    assert __import__("time").monotonic() - t0 < 30
+
+
+def test_lockstep_pairs_chunk_k_of_each_epoch_after_the_first():
+    sys.path.insert(0, ROOT)
+    from benchmarks import _lockstep
+    from benchmarks.speed_history import summarize_lockstep
+    chunks = {"a": [[0, 4, 1.0], [1, 4, 1.0], [1, 2, 0.25], [2, 4, 2.0]],
+              "b": [[0, 4, 9.0], [1, 4, 2.0], [1, 2, 1.0]]}
+    per_step = {"a": 128.0, "b": 64.0}
+    # epoch 1: a 512 img/s against b 128, then a 1,024 against b 128; epoch 0 is skipped and
+    # a's chunk of epoch 2 has no partner.
+    assert _lockstep.paired(chunks, per_step, "a", "b") == [4.0, 8.0]
+    assert _lockstep.spread([1.0, 2.0, 3.0, 4.0, 10.0]) == (3.0, 1.5, 7.0)
+    rounds = [{n: {"lockstep_chunks": chunks[n], "images_per_step": per_step[n],
+                   "peak_rss_mb": 900.0, "test_neg_elbo": 100.0} for n in "ab"}]
+    from benchmarks import run as run_lib
+    run_lib.BASELINES.setdefault("b", "B")
+    try:
+        text = summarize_lockstep(rounds, ["b"])
+    finally:
+        run_lib.BASELINES.pop("b")
+    # a: (512 + 256 + 512) images over 3.25 s after the first epoch.
+    # Two pairs: too few for quartiles, the median stands for them.
+    assert "| a | 394 | 6.000 [6.000, 6.000] (6.000) | 2 | 900 | 100.00 |" in text, text

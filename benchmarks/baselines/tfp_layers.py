@@ -22,6 +22,7 @@ from benchmarks import common  # noqa: E402
 
 def main(argv=None):
     args = common.baseline_args(argv)
+    common.TURNS.begin()  # under a lockstep coordinator: nothing heavy before this turn
 
     import tensorflow as tf
     import tensorflow_probability as tfp

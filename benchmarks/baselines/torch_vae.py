@@ -22,6 +22,7 @@ from benchmarks import common  # noqa: E402
 
 def main(argv=None):
     args = common.baseline_args(argv)
+    common.TURNS.begin()  # under a lockstep coordinator: nothing heavy before this turn
 
     import torch
     from torch import nn
@@ -61,14 +62,18 @@ def main(argv=None):
         batch_size=128, shuffle=True)
     times = []
     model.train()
+    turns = common.TURNS  # a lockstep coordinator's turns, if any (benchmarks/_lockstep.py)
     for _ in range(args.epochs):
         t0 = time.perf_counter()
         for (x,) in train:
+            turns.steps_begin()
             loss = neg_elbo(x, *model(x)).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
+            turns.steps_end(1)
         times.append(time.perf_counter() - t0)
+        turns.epoch_end()
 
     model.eval()
     test = torch.from_numpy(x_test.reshape(len(x_test), -1))
@@ -98,6 +103,7 @@ def main(argv=None):
                   epoch_s=[round(t, 2) for t in times], test_neg_elbo=float(-elbo),
                   test_nll=float(nll), eval_images_per_s=len(x_eval) / eval_s,
                   eval_method="straightforward loop over samples",
+                  images_per_step=len(x_train) / len(train),
                   torch_version=torch.__version__, torch_threads=torch.get_num_threads())
     return 0
 
