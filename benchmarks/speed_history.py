@@ -1,6 +1,6 @@
-"""The main job at several revisions of tfvae beside the baselines, interleaved in one run.
+"""The main job at several revisions of tfvae beside the baselines, in one run.
 
-    python benchmarks/speed_history.py --revs 64645dd,HEAD --rounds 3 \
+    python benchmarks/speed_history.py --revs 64645dd,HEAD --rounds 2 \
         --torch-python /path/to/venv-with-torch/bin/python --drop-caches
 
 Whether a change cost speed is a question about two revisions of tfvae, and a shared
@@ -8,15 +8,24 @@ machine's speed drifts by more than the answer, so it is only answered by runnin
 code and the new one on the same machine, in the same run. Each revision
 is checked out in a temporary git worktree and its main job (`python -m tfvae.apps.train`,
 defaults, FMNIST-bin) is timed by `main_job_any.py`, the same script for every revision;
-the baselines are run.py's (`tfp_layers`, `torch`, on the same binarized images). Every
-round runs the whole list, each round starting one place later, so that drift reaches
-every contender (it does not cancel: read the per-round ratios, not only their median).
-Ten epochs of two revisions and both baselines take ~7 minutes per round on 2 cores.
+the baselines are run.py's (`tfp_layers`, `torch`, on the same binarized images), and
+`--others` adds run.py's other contenders from this checkout (`tfvae_full_plain`: a plain
+compile and fit).
 
-Printed: a table of each contender's median images/s over the rounds, its ratio to each
-baseline (the median of the per-round ratios and each round's), the last round's peak RSS
-(VmHWM) and test -ELBO (an upper bound on the test NLL, nats per image), then each
-round's images/s.
+By default a round runs in lockstep (`_lockstep.py`): all its contenders start at once and
+take turns, one chunk of `--lockstep` training steps each, so chunk k of every contender is
+timed within seconds of the others'. A contender's figure against a baseline is then the
+median of its per-chunk ratios (epochs after the first), with the quartiles and each
+round's median: drift over minutes cancels within a pair. What does not cancel is a
+process's own speed, which can differ from one start of the same program to the next, so
+run two rounds or more. `--lockstep 0` runs the contenders one after another, each round
+starting one place later, and times whole epochs (ratios per round, as run.py does).
+Ten epochs of two revisions, the plain compile and both baselines take ~15 minutes per
+round on 2 cores, most of it outside the timed chunks (starting, compiling, evaluating).
+
+Printed: per contender its chunks' images/s (images over seconds, all rounds), its ratio to
+each baseline, the last round's peak RSS (VmHWM) and test -ELBO (an upper bound on the test
+NLL, nats per image); in sequential mode the median images/s per contender and each round's.
 """
 
 import argparse
@@ -89,14 +98,16 @@ def summarize(rounds, baselines):
         + "\n".join(per_round)
 
 
-def summarize_lockstep(rounds, baselines):
+def summarize_lockstep(rounds, baselines, reference=None):
     """Markdown for rounds run in lockstep: per contender the images/s of its timed chunks
-    (all rounds' chunks after the first epoch: images over seconds), and per baseline the
-    median and quartiles of the paired chunk ratios of all rounds, with each round's median
-    and the number of pairs; then the last round's peak RSS and test -ELBO."""
+    (all rounds' chunks after the first epoch: images over seconds), and per baseline (and
+    against the contender `reference`, e.g. the oldest revision) the median and quartiles of
+    the paired chunk ratios of all rounds, with each round's median and the number of pairs;
+    then the last round's peak RSS and test -ELBO."""
     names = list(rounds[0])
-    head = ["contender", "chunk img/s"] + [f"x {run_lib.BASELINES[b]}: median [quartiles] "
-                                           "(per round)" for b in baselines]
+    baselines = list(baselines) + ([reference] if reference else [])
+    head = ["contender", "chunk img/s"] + [
+        f"x {run_lib.BASELINES.get(b, b)}: median [quartiles] (per round)" for b in baselines]
     head += ["pairs", "peak RSS MB (last round)", "test -ELBO (last round)"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
@@ -180,11 +191,11 @@ def main(argv=None):
     unknown = sorted(set(baselines) - set(run_lib.BASELINES))
     if unknown or not revs:
         p.error(f"unknown baselines {unknown}" if unknown else "--revs names no revision")
-    bad = sorted(set(others) - set(run_lib.CONTENDERS) | set(others) & {"tfvae_main_job",
-                                                                     *baselines})
+    allowed = set(run_lib.CONTENDERS) - {"tfvae_main_job", *baselines}
+    bad = sorted(set(others) - allowed)
     if bad:
         p.error(f"--others: {bad} are not run.py contenders other than the baselines and "
-                f"the main job; choose from {sorted(set(run_lib.CONTENDERS) - {'tfvae_main_job'})}")
+                f"the main job; choose from {sorted(allowed)}")
     if args.lockstep < 0:
         p.error(f"--lockstep must be 0 (off) or a number of steps; got {args.lockstep}")
     shas = {}
@@ -253,8 +264,10 @@ def main(argv=None):
                                capture_output=True)
             subprocess.run(["git", "-C", ROOT, "worktree", "prune"], capture_output=True)
             if rounds:
-                summary = summarize_lockstep if args.lockstep else summarize
-                print(summary(rounds, baselines), flush=True)
+                if args.lockstep:
+                    print(summarize_lockstep(rounds, baselines, next(iter(trees))), flush=True)
+                else:
+                    print(summarize(rounds, baselines), flush=True)
     return rounds
 
 

@@ -255,3 +255,27 @@ def test_lockstep_pairs_chunk_k_of_each_epoch_after_the_first():
     # a: (512 + 256 + 512) images over 3.25 s after the first epoch.
     # Two pairs: too few for quartiles, the median stands for them.
     assert "| a | 394 | 6.000 [6.000, 6.000] (6.000) | 2 | 900 | 100.00 |" in text, text
+
+
+def test_pipeline_cpu_times_the_train_apps_batches(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "pipeline_cpu.py"), "--batches", "5",
+         "--warmup", "2", "--repeats", "2", "--", "--dataset", "synthetic", "--limit", "512"],
+        capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["tfvae"].endswith("tfvae") and out["binarize"] == "static"
+    assert len(out["stretches"]) == 2
+    assert all(s["wall_ms_per_batch"] > 0 and s["cpu_ms_per_batch"] > 0
+               for s in out["stretches"])
+
+
+def test_speed_history_refuses_others_that_are_not_contenders_and_a_negative_lockstep():
+    script = os.path.join(ROOT, "benchmarks", "speed_history.py")
+    for argv, message in ((["--others", "tfp_layers"], "--others: ['tfp_layers'] are not"),
+                          (["--others", "nope"], "--others: ['nope'] are not"),
+                          (["--lockstep", "-1"], "--lockstep must be 0 (off)")):
+        proc = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
