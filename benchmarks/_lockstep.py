@@ -101,11 +101,17 @@ def run(commands, chunk_steps, timeout):
             back_r, back_w = os.pipe()
             fds += [go_w, back_r]
             out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-            proc = subprocess.Popen(
-                argv, env={**env, ENV: f"{go_r},{back_w},{chunk_steps}"}, cwd=cwd,
-                pass_fds=(go_r, back_w), stdout=out, stderr=err, text=True)
-            os.close(go_r)
-            os.close(back_w)
+            try:
+                proc = subprocess.Popen(
+                    argv, env={**env, ENV: f"{go_r},{back_w},{chunk_steps}"}, cwd=cwd,
+                    pass_fds=(go_r, back_w), stdout=out, stderr=err, text=True)
+            except BaseException:
+                out.close()
+                err.close()
+                raise
+            finally:  # the child's ends: this process keeps none
+                os.close(go_r)
+                os.close(back_w)
             kids[name] = (proc, go_w, back_r, out, err)
         live, i = list(kids), 0
         while live:
