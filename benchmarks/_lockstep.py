@@ -43,6 +43,7 @@ class Turns:
             self._read, self._write, self.chunk_steps = read_fd, write_fd, steps
         self.chunks, self.epoch = [], 0
         self._t0, self._steps, self._owed, self._started = None, 0, False, False
+        self._in_epoch = False  # steps have ended since the last epoch_end
 
     def _wait(self):
         if not os.read(self._read, 1):
@@ -68,16 +69,22 @@ class Turns:
 
     def steps_end(self, steps):
         """After a training call of `steps` steps (finished: results read or synchronous)."""
+        self._in_epoch = True
         if self.active and self._t0 is not None:
             self._steps += steps
             if self._steps >= self.chunk_steps:
                 self._close()
 
     def epoch_end(self):
-        """The epoch's training steps are done: its last chunk closes, however short."""
+        """The epoch's training steps are done: its last chunk closes, however short. Only
+        the first call after an epoch's steps counts, so a Keras callback may call it at
+        both the validation's start and the epoch's end."""
+        if not self._in_epoch:
+            return
         if self.active and self._t0 is not None:
             self._close()
         self.epoch += 1
+        self._in_epoch = False
 
     def _close(self):
         self.chunks.append([self.epoch, self._steps, time.perf_counter() - self._t0])

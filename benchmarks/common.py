@@ -50,19 +50,14 @@ def epoch_timer(callback_base):
             self.steps = self.params.get("steps")
 
         def on_epoch_begin(self, epoch, logs=None):
-            self._t0, self._ended = time.perf_counter(), False
+            self._t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
             self.times.append(time.perf_counter() - self._t0)
-            self._end_steps()
+            TURNS.epoch_end()
 
         def on_test_begin(self, logs=None):  # the epoch's validation, if any
-            self._end_steps()
-
-        def _end_steps(self):
-            if not getattr(self, "_ended", True):
-                self._ended = True
-                TURNS.epoch_end()
+            TURNS.epoch_end()
 
     class LockstepTimer(EpochTimer):
         def on_train_batch_begin(self, batch, logs=None):

@@ -230,30 +230,27 @@ def main(argv=None):
                                 for n in names}
                     if args.drop_caches:
                         run_lib.drop_page_cache()
-                    rounds.append(run_round_in_lockstep(commands, trees, args.lockstep,
-                                                        args.timeout * len(names)))
+                    results = run_round_in_lockstep(commands, trees, args.lockstep,
+                                                    args.timeout * len(names))
                     print(f"round {i + 1}: " + ", ".join(
-                        f"{n} peak {r['peak_rss_mb']:,.0f} MB" for n, r in rounds[-1].items()),
+                        f"{n} peak {r['peak_rss_mb']:,.0f} MB" for n, r in results.items()),
                         flush=True)
-                    if args.json:
-                        with open(args.json, "w") as f:
-                            json.dump(rounds, f, indent=1)
-                    continue
-                results = {}
-                # Each round starts one place later, so a slow stretch within rounds does
-                # not fall on the same contender every time.
-                for name in names[i % len(names):] + names[:i % len(names)]:
-                    if args.drop_caches:
-                        run_lib.drop_page_cache()
-                    if name in trees:
-                        results[name] = run_main_job(trees[name], args.epochs, args.timeout,
-                                                     app_args)
-                    else:
-                        argv, _, _ = _contender_command(name, bargs, npz, args)
-                        results[name] = run_lib._run(name, argv[1:], args.timeout, argv[0])
-                    print(f"round {i + 1}: {name}: "
-                          f"{results[name]['train_images_per_s']:,.0f} img/s, peak "
-                          f"{results[name]['peak_rss_mb']:,.0f} MB", flush=True)
+                else:
+                    results = {}
+                    # Each round starts one place later, so a slow stretch within rounds does
+                    # not fall on the same contender every time.
+                    for name in names[i % len(names):] + names[:i % len(names)]:
+                        if args.drop_caches:
+                            run_lib.drop_page_cache()
+                        if name in trees:
+                            results[name] = run_main_job(trees[name], args.epochs, args.timeout,
+                                                         app_args)
+                        else:
+                            argv, _, _ = _contender_command(name, bargs, npz, args)
+                            results[name] = run_lib._run(name, argv[1:], args.timeout, argv[0])
+                        print(f"round {i + 1}: {name}: "
+                              f"{results[name]['train_images_per_s']:,.0f} img/s, peak "
+                              f"{results[name]['peak_rss_mb']:,.0f} MB", flush=True)
                 rounds.append({n: results[n] for n in names})
                 if args.json:  # after every round: a run stopped later keeps what it measured
                     with open(args.json, "w") as f:
