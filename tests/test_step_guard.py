@@ -143,3 +143,75 @@ def test_flat_adam_decides_on_its_own_flat_gradients(jit, where, value):
     assert int(optimizer.iterations.numpy()) == 2
     assert bool(step(False))
     assert np.all(variables[0].numpy() < before[0])  # the finite step moved them
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("flat", [False, True], ids=["adam", "flat_adam"])
+def test_a_finite_gradient_whose_square_overflows_is_skipped(jit, flat):
+    # Adam squares each gradient into v: 2e19^2 overflows float32 (max ~3.4e38), so v would
+    # turn infinite, and NaN at the next such step, with the weights after it, although
+    # every gradient was finite. 1e19 (square 1e38) is still a step.
+    variables = [tf.Variable(np.ones((3, 4), np.float32)), tf.Variable(np.ones(5, np.float32))]
+    optimizer = FlatAdam(0.5) if flat else tfk.optimizers.Adam(0.5)
+
+    @tf.function(jit_compile=jit)
+    def step(big):
+        grads = [tf.fill([3, 4], 0.25), tf.tensor_scatter_nd_update(tf.fill([5], 0.25),
+                                                                    [[3]], [big])]
+        return _guarded.apply_if_finite(optimizer, tf.constant(1.5), grads, variables)
+
+    assert bool(step(0.25))
+    moments = lambda: [v.numpy().copy() for v in optimizer.variables[1:]]  # noqa: E731
+    before = [v.numpy().copy() for v in variables] + moments()
+    assert not bool(step(2e19))
+    for b, a in zip(before, [v.numpy() for v in variables] + moments()):
+        np.testing.assert_array_equal(b, a)
+    assert bool(step(-1e19))
+    after = [v.numpy() for v in variables] + moments()
+    assert all(np.isfinite(a).all() for a in after)
+    assert variables[1].numpy()[3] > before[1][3]  # the big negative gradient moved it up
+    assert np.max(after[-1]) > 1e34  # v holds the square: 1e38 (1 - beta_2)
+
+
+def test_weights_finite_checks_each_model_and_its_optimizer():
+    # One traced function serves every model: it must read the variables it is given, not
+    # those of the first model it saw.
+    from tfvae.callbacks.checkpoint import weights_finite
+    a, b = _model(False, flat=True), _model(False)
+    x = np.random.default_rng(3).random((16, 28, 28, 1)).astype(np.float32)
+    for model in (a, b):
+        model.fit(x, epochs=1, batch_size=16, verbose=0)
+    assert weights_finite(a) and weights_finite(b)
+    b.decoder.variables[-1].assign(tf.fill(b.decoder.variables[-1].shape, np.inf))
+    assert weights_finite(a) and not weights_finite(b)
+    a.optimizer.v.assign(tf.tensor_scatter_nd_update(a.optimizer.v, [[7]], [np.nan]))
+    assert not weights_finite(a)
+
+
+class _PoisonAfterFirstCall(tfk.callbacks.Callback):
+    """Puts a NaN in one weight after the first call into the train loop."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0:
+            w = self.model.decoder.variables[-1]
+            w.assign(tf.tensor_scatter_nd_update(w, [[0]], [np.nan]))
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_the_guard_checks_weights_every_call_only_for_an_unguarded_step(guarded):
+    # A guarded step skips what a NaN weight makes non-finite, so the guard reads every
+    # weight at epoch ends only; a model whose step applies anything is checked every call.
+    x = np.random.default_rng(4).random((64, 28, 28, 1)).astype(np.float32)
+    model = tfvae.VAE(input_shape=(28, 28, 1), latent_dim=2, hidden_units=(16,), seed=0)
+    model.compile(optimizer=FlatAdam(1e-2), jit_compile=False, steps_per_execution=1)
+    if not guarded:
+        model.guards_steps = False
+    with pytest.raises(Diverged) as raised:
+        model.fit(x, epochs=1, batch_size=16, verbose=0,
+                  callbacks=[_PoisonAfterFirstCall(), DivergenceGuard(err=lambda s: None)])
+    if guarded:  # the three steps after it were skipped; the epoch's end found the weight
+        assert "a step in 1..4 (weights nan)" in str(raised.value)
+        assert int(model.step_guard.skipped.numpy()) == 3
+    else:
+        assert "at step 1 (weights nan)" in str(raised.value)
+        assert int(model.optimizer.iterations.numpy()) == 1

@@ -13,7 +13,9 @@ benchmarks/README.md). The arithmetic is Adam's, operation for operation (tf_ker
 A step the guard skips (a non-finite loss or gradient) leaves the moments and the weights
 exactly as they were, without a conditional, and advances `iterations` as tf_keras'
 optimizers do (`apply_gradients_if_finite`). The gradients are checked on the flat vector
-the step builds anyway, and the skip is folded into Adam's scalar coefficients:
+the step builds anyway, squared (ok below: the loss and every g^2 finite; a finite gradient
+past sqrt(max float) would make v infinite, then NaN, then the weights), and the skip is
+folded into Adam's scalar coefficients:
 
 ```none
 g' = g if ok else 0        b1 = 1 - beta_1 if ok else 0        b2 = 1 - beta_2 if ok else 0
@@ -181,8 +183,10 @@ class FlatAdam(tfk.optimizers.Adam):
         alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         b1, b2 = tf.constant(1 - self.beta_1, dtype), tf.constant(1 - self.beta_2, dtype)
         if finite is not None:  # the skip in the scalars: see the module's docstring
+            # g^2, not g: a finite gradient whose square overflows would make v infinite,
+            # and the next such step v NaN, then the weights (Adam's own square of it).
             finite = tf.logical_and(tf.convert_to_tensor(finite, tf.bool),
-                                    tf.reduce_all(tf.math.is_finite(g)))
+                                    tf.reduce_all(tf.math.is_finite(tf.square(g))))
             g = tf.where(finite, g, tf.zeros_like(g))
             b1, b2 = (tf.where(finite, b, tf.zeros_like(b)) for b in (b1, b2))
         m_value, v_value = m.read_value(), v.read_value()

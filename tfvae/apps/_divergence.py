@@ -8,7 +8,12 @@ steps, so none is missed in between): an isolated skipped step gets one warning 
 stderr and training goes on; `MAX_CONSECUTIVE_SKIPPED` in a row, or a run that ends on a
 skipped step, raise `Diverged`. Values
 the guarded step does not cover (a critic's loss, the weights themselves) are checked too:
-any non-finite training log or weight raises `Diverged`. It raises from inside `fit`, which
+any non-finite training log or weight raises `Diverged`. The weights are checked at each
+epoch's end and at the end of training, and also at every call for a model whose train step
+is not guarded (`guards_steps` false): in a guarded one a non-finite weight makes the next
+steps' losses non-finite, so they are skipped and the streak stops training, and reading
+every weight and both of Adam's moments at every call cost the main job several percent of
+its speed (benchmarks/README.md). It raises from inside `fit`, which
 ends training before validation, the epoch-end summaries and the checkpoint run; the train
 app turns it into one line and exit code 2. `tfvae.callbacks.CheckpointCallback`
 independently refuses to save non-finite weights, and `tfvae.export.save` to export them.
@@ -52,19 +57,20 @@ class DivergenceGuard(tfk.callbacks.Callback):
         super().__init__()
         self._supports_tf_logs = True  # converts only the values it checks
         self._checked = 0  # the last optimizer step whose logs were finite
+        self._weights_checked = 0  # the last optimizer step whose weights were finite
         self.max_skipped = max_skipped
         self._err = err or (lambda s: print(s, file=sys.stderr, flush=True))
         self._skipped = 0
 
     def on_train_begin(self, logs=None):
-        self._checked = int(self.model.optimizer.iterations.numpy())
+        self._checked = self._weights_checked = int(self.model.optimizer.iterations.numpy())
         guard = getattr(self.model, "step_guard", None)
         if guard is not None:  # a resumed run counts its own streaks
             guard.longest.assign(guard.streak)
             self._skipped = int(guard.skipped.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
-        self._check(logs)
+        self._check(logs, weights=not getattr(self.model, "guards_steps", False))
 
     def on_epoch_end(self, epoch, logs=None):
         self._check(logs)
@@ -72,9 +78,9 @@ class DivergenceGuard(tfk.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._check(logs, final=True)
 
-    def _check(self, logs, final=False):
+    def _check(self, logs, final=False, weights=True):
         step = int(self.model.optimizer.iterations.numpy())
-        bad = {} if weights_finite(self.model) else {"weights": math.nan}
+        bad = {} if not weights or weights_finite(self.model) else {"weights": math.nan}
         for key, value in (logs or {}).items():
             if key.startswith("val_"):
                 continue
@@ -101,9 +107,12 @@ class DivergenceGuard(tfk.callbacks.Callback):
                           f"{int(guard.last_step.numpy()) + 1}); the weights were left "
                           f"unchanged and training went on (it stops after {self.max_skipped} in a row).")
                 self._skipped = skipped
-        if bad:
-            raise Diverged(step, _loss_first(bad), first=self._checked + 1)
+        if bad:  # the weights alone: they were last seen finite at their own last check
+            last = self._weights_checked if set(bad) == {"weights"} else self._checked
+            raise Diverged(step, _loss_first(bad), first=last + 1)
         self._checked = step
+        if weights:
+            self._weights_checked = step
 
 
 def _loss_first(bad):

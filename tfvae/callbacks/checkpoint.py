@@ -3,13 +3,19 @@
 from tfvae._tf import tf, tfk
 
 
+@tf.function(autograph=False, reduce_retracing=True)
+def _all_finite(variables):
+    return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+
+
 def weights_finite(model):
     """True if no floating-point variable of `model` or of its optimizer (Adam's moments)
-    holds a NaN or an infinity."""
+    holds a NaN or an infinity. One traced function over all of them: op by op, eagerly, it
+    took as long as a whole training step of the main job (benchmarks/README.md)."""
     optimizer = getattr(model, "optimizer", None)
     variables = list(model.variables) + list(getattr(optimizer, "variables", None) or [])
-    checks = [tf.reduce_all(tf.math.is_finite(v)) for v in variables if v.dtype.is_floating]
-    return bool(tf.reduce_all(checks).numpy()) if checks else True
+    variables = [v for v in variables if v.dtype.is_floating]
+    return bool(_all_finite(variables).numpy()) if variables else True
 
 
 class CheckpointCallback(tfk.callbacks.Callback):

@@ -1,4 +1,6 @@
-"""An optimizer step that is skipped, whole, when the loss or any gradient is not finite.
+"""An optimizer step that is skipped, whole, when the loss or any gradient is not finite, or
+any gradient's square is not (Adam's second moment would overflow, then turn NaN, and the
+weights with it, from finite gradients).
 
 A NaN or Inf gradient applied once poisons every weight it touches and Adam's moments with
 it; skipping the step keeps the weights and the optimizer's moments exactly as they were
@@ -28,7 +30,10 @@ def _all_finite(loss, grads):
         if isinstance(t, tf.IndexedSlices):  # only the rows it holds can be non-finite
             t = t.values
         flat.setdefault(t.dtype, []).append(tf.reshape(t, [-1]))
-    checks = [tf.reduce_all(tf.math.is_finite(tf.concat(ts, 0))) for ts in flat.values()]
+    # Squared: Adam squares each gradient, and one past sqrt(max float) makes its moment
+    # infinite, then NaN, then the weights, although the gradient itself was finite.
+    checks = [tf.reduce_all(tf.math.is_finite(tf.square(tf.concat(ts, 0))))
+              for ts in flat.values()]
     return tf.reduce_all(tf.stack(checks))
 
 

@@ -34,6 +34,10 @@ class TrainStep:
     `has_density`, `next_seed()` and `optimizer`.
     """
 
+    #: whether `train_step` skips a model step whose loss or gradient is not finite (the
+    #: train app's divergence guard then checks the weights at epoch ends only)
+    guards_steps = True
+
     def metric_names(self):
         """Every scalar `fit` and `evaluate` report: the ELBO's parts, each term, each
         term's diagnostics ("<term>_<key>") and critic ("<term>_critic_<key>")."""

@@ -96,6 +96,7 @@ class VAEGAN(VAE):
     """
 
     derived = ("terms", "objective", "num_samples")
+    guards_steps = False  # its three updates apply whatever their gradients hold
     #: why `log_likelihood` is not exported and evaluate estimates no NLL
     log_likelihood_unavailable = (
         "VAE-GAN trains its decoder on a Gaussian likelihood of discriminator features "
