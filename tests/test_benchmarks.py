@@ -279,3 +279,19 @@ def test_speed_history_refuses_others_that_are_not_contenders_and_a_negative_loc
         proc = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True,
                               timeout=120)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_weights_check_times_both_checks_beside_a_call(tmp_path):
+    from benchmarks.common import RESULT_PREFIX
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "weights_check.py"), "--rounds", "2",
+         "--checks", "2", "--calls", "1"],
+        capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)][-1]
+    out = json.loads(line[len(RESULT_PREFIX):])
+    assert out["rounds"] == 2
+    assert all(out[k] > 0 for k in ("call_16_steps_ms", "eager_check_ms", "traced_check_ms",
+                                     "eager_share_of_call", "traced_share_of_call"))
