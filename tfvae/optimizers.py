@@ -133,7 +133,7 @@ class FlatAdam(tfk.optimizers.Adam):
 
     def apply_gradients_if_finite(self, grads_and_vars, finite=True, **kwargs):
         """A step taken only where `finite` (a scalar bool tensor, e.g. whether the loss is
-        finite) is True and every gradient is finite; otherwise the moments and the
+        finite) is True and every gradient's square is finite; otherwise the moments and the
         variables stay as they were, bit for bit, and only `iterations` advances. Returns
         that decision, a scalar bool tensor: True where the step was taken. Under replicas
         the gradients are the summed ones, so every replica decides alike. `kwargs` are
@@ -163,7 +163,7 @@ class FlatAdam(tfk.optimizers.Adam):
 
         Adam's arithmetic as tf_keras' `Adam.update_step` orders it; variables this call
         has no gradient for keep their weights and moments. With `finite` (a scalar bool),
-        the step is taken only where it and every gradient are finite (the module's
+        the step is taken only where it and every gradient's square are finite (the module's
         docstring); returns that decision, or None without `finite`."""
         for var in variables:
             if self._var_key(var) not in self._layout:

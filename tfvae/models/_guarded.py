@@ -20,26 +20,28 @@ from tfvae.optimizers import FlatAdam
 
 
 def _all_finite(loss, grads):
-    """Whether `loss` and every gradient are finite: one reduction over all of them
-    flattened and concatenated (per dtype). A reduction per gradient made XLA compile ~40
-    more kernels and tens of MB more resident memory at the first call (benchmarks/README.md)."""
+    """Whether `loss` is finite and so is the square of every gradient element: one
+    reduction over all the gradients flattened and concatenated (per dtype). A reduction
+    per gradient made XLA compile ~40 more kernels and tens of MB more resident memory at
+    the first call (benchmarks/README.md). Squared because Adam squares each gradient: one
+    past sqrt(max float) makes its second moment infinite, then NaN, then the weights,
+    although the gradient itself was finite."""
     flat = {}
-    for t in (loss, *grads):
+    for t in grads:
         if t is None:
             continue
         if isinstance(t, tf.IndexedSlices):  # only the rows it holds can be non-finite
             t = t.values
         flat.setdefault(t.dtype, []).append(tf.reshape(t, [-1]))
-    # Squared: Adam squares each gradient, and one past sqrt(max float) makes its moment
-    # infinite, then NaN, then the weights, although the gradient itself was finite.
-    checks = [tf.reduce_all(tf.math.is_finite(tf.square(tf.concat(ts, 0))))
-              for ts in flat.values()]
+    checks = [tf.reduce_all(tf.math.is_finite(loss))]
+    checks += [tf.reduce_all(tf.math.is_finite(tf.square(tf.concat(ts, 0))))
+               for ts in flat.values()]
     return tf.reduce_all(tf.stack(checks))
 
 
 def apply_if_finite(optimizer, loss, grads, variables):
-    """Applies `grads` to `variables` with `optimizer` when `loss` and every gradient are
-    finite; otherwise only advances `optimizer.iterations`. Returns the decision (a bool
+    """Applies `grads` to `variables` with `optimizer` when `loss` and every gradient's
+    square are finite; otherwise only advances `optimizer.iterations`. Returns the decision (a bool
     tensor), the same on every replica. Call it in a replica context (a train step)."""
     variables = list(variables)
     with tf.init_scope():  # slots are created outside the cond, once
