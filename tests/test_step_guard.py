@@ -192,7 +192,7 @@ class _PoisonAfterFirstCall(tfk.callbacks.Callback):
     """Puts a NaN in one weight after the first call into the train loop."""
 
     def on_train_batch_end(self, batch, logs=None):
-        if batch == 0:
+        if batch == 0 and int(self.model.optimizer.iterations.numpy()) == 1:
             w = self.model.decoder.variables[-1]
             w.assign(tf.tensor_scatter_nd_update(w, [[0]], [np.nan]))
 
@@ -207,11 +207,32 @@ def test_the_guard_checks_weights_every_call_only_for_an_unguarded_step(guarded)
     if not guarded:
         model.guards_steps = False
     with pytest.raises(Diverged) as raised:
-        model.fit(x, epochs=1, batch_size=16, verbose=0,
+        model.fit(x, epochs=2, batch_size=16, verbose=0,
                   callbacks=[_PoisonAfterFirstCall(), DivergenceGuard(err=lambda s: None)])
-    if guarded:  # the three steps after it were skipped; the epoch's end found the weight
+    if guarded:  # the three steps after it were skipped; the first epoch's end (not the
+        # run's, which would stop on the streak first) found the weight
         assert "a step in 1..4 (weights nan)" in str(raised.value)
         assert int(model.step_guard.skipped.numpy()) == 3
     else:
         assert "at step 1 (weights nan)" in str(raised.value)
         assert int(model.optimizer.iterations.numpy()) == 1
+
+
+def test_a_run_ending_on_skipped_steps_stops_at_the_last_epochs_end():
+    # Raised from the guard's on_epoch_end, before the callbacks after it (summaries, the
+    # decomposition, the checkpoint) describe a run that did not recover.
+    rng = np.random.default_rng(5)
+    x = rng.random((16, 28, 28, 1)).astype(np.float32)
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    seen = []
+
+    class After(tfk.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(epoch)
+
+    model = _model(False)
+    with pytest.raises(Diverged, match="at step 4 .*1 optimizer step.* in a row skipped"):
+        model.fit(_batches(x, bad), epochs=2, verbose=0,
+                  callbacks=[DivergenceGuard(err=lambda s: None), After()])
+    assert seen == [0]  # the first epoch ended on a skipped step too, and training went on

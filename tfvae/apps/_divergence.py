@@ -6,7 +6,7 @@ in `model.step_guard`. This callback reads that record once per call into the co
 loop (every `steps_per_execution` steps; the record latches the longest run of skipped
 steps, so none is missed in between): an isolated skipped step gets one warning line on
 stderr and training goes on; `MAX_CONSECUTIVE_SKIPPED` in a row, or a run that ends on a
-skipped step, raise `Diverged`. Values
+skipped step (checked at the last epoch's end), raise `Diverged`. Values
 the guarded step does not cover (a critic's loss, the weights themselves) are checked too:
 any non-finite training log or weight raises `Diverged`. The weights are checked at each
 epoch's end and at the end of training, and also at every call for a model whose train step
@@ -73,7 +73,9 @@ class DivergenceGuard(tfk.callbacks.Callback):
         self._check(logs, weights=not getattr(self.model, "guards_steps", False))
 
     def on_epoch_end(self, epoch, logs=None):
-        self._check(logs)
+        # The last epoch's end is the run's: a run that ends on skipped steps stops here,
+        # before the epoch-end callbacks after this one describe its weights.
+        self._check(logs, final=epoch + 1 >= (self.params or {}).get("epochs", math.inf))
 
     def on_train_end(self, logs=None):
         self._check(logs, final=True)
