@@ -19,6 +19,14 @@ def _model(jit, flat=False):
     return model
 
 
+def _good_and_bad(seed, value):
+    """16 random images, and the same with `value` in one pixel."""
+    x = np.random.default_rng(seed).random((16, 28, 28, 1)).astype(np.float32)
+    bad = x.copy()
+    bad[0, 0, 0, 0] = value
+    return x, bad
+
+
 def _batches(*arrays):
     return tf.data.Dataset.from_tensor_slices(np.concatenate(arrays)).batch(16)
 
@@ -54,10 +62,7 @@ def test_a_nan_batch_is_skipped_whole_and_training_goes_on(jit, flat):
 
 
 def test_the_guard_warns_on_a_recovered_skip_and_stops_on_a_streak():
-    rng = np.random.default_rng(2)
-    x = rng.random((16, 28, 28, 1)).astype(np.float32)
-    bad = x.copy()
-    bad[0, 0, 0, 0] = np.inf
+    x, bad = _good_and_bad(2, np.inf)
     lines = []
     model = _model(False)
     guard = DivergenceGuard(err=lines.append)
@@ -221,10 +226,7 @@ def test_the_guard_checks_weights_every_call_only_for_an_unguarded_step(guarded)
 def test_a_run_ending_on_skipped_steps_stops_at_the_last_epochs_end():
     # Raised from the guard's on_epoch_end, before the callbacks after it (summaries, the
     # decomposition, the checkpoint) describe a run that did not recover.
-    rng = np.random.default_rng(5)
-    x = rng.random((16, 28, 28, 1)).astype(np.float32)
-    bad = x.copy()
-    bad[0, 0, 0, 0] = np.nan
+    x, bad = _good_and_bad(5, np.nan)
     seen = []
 
     class After(tfk.callbacks.Callback):
