@@ -12,10 +12,10 @@ from tfvae.optimizers import FlatAdam
 from tfvae.apps._divergence import MAX_CONSECUTIVE_SKIPPED, Diverged, DivergenceGuard
 
 
-def _model(jit, flat=False):
+def _model(jit, flat=False, **compile_kwargs):
     model = tfvae.VAE(input_shape=(28, 28, 1), latent_dim=2, hidden_units=(16,), seed=0)
     optimizer = FlatAdam(1e-2) if flat else tfk.optimizers.Adam(1e-2)
-    model.compile(optimizer=optimizer, jit_compile=jit)
+    model.compile(optimizer=optimizer, jit_compile=jit, **compile_kwargs)
     return model
 
 
@@ -207,8 +207,7 @@ def test_the_guard_checks_weights_every_call_only_for_an_unguarded_step(guarded)
     # A guarded step skips what a NaN weight makes non-finite, so the guard reads every
     # weight at epoch ends only; a model whose step applies anything is checked every call.
     x = np.random.default_rng(4).random((64, 28, 28, 1)).astype(np.float32)
-    model = tfvae.VAE(input_shape=(28, 28, 1), latent_dim=2, hidden_units=(16,), seed=0)
-    model.compile(optimizer=FlatAdam(1e-2), jit_compile=False, steps_per_execution=1)
+    model = _model(False, flat=True, steps_per_execution=1)
     if not guarded:
         model.guards_steps = False
     with pytest.raises(Diverged) as raised:

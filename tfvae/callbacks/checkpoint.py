@@ -4,7 +4,7 @@ from tfvae._tf import tf, tfk
 
 
 @tf.function(autograph=False, reduce_retracing=True)
-def _all_finite(variables):
+def _variables_finite(variables):
     return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
 
 
@@ -15,7 +15,7 @@ def weights_finite(model):
     optimizer = getattr(model, "optimizer", None)
     variables = list(model.variables) + list(getattr(optimizer, "variables", None) or [])
     variables = [v for v in variables if v.dtype.is_floating]
-    return bool(_all_finite(variables).numpy()) if variables else True
+    return bool(_variables_finite(variables).numpy()) if variables else True
 
 
 class CheckpointCallback(tfk.callbacks.Callback):
