@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tfvae
-from tfvae._tf import tf, tfk
+from tfvae._tf import tf, tfk, tfp
 from tfvae.apps import train as train_app
 from tfvae.callbacks import hooks as hooks_lib
 from tfvae.models.vae_gan import VAEGAN
@@ -58,8 +58,9 @@ def test_each_optimizer_moves_only_its_own_network(decoder, discriminator):
     assert float(logs["decoder_updated"]) == float(decoder)
 
 
-def test_the_gan_loss_never_reaches_the_encoder():
-    model = _model()
+@pytest.mark.parametrize("reconstructions", [True, False])
+def test_the_gan_loss_never_reaches_the_encoder(reconstructions):
+    model = _model(discriminate_reconstructions=reconstructions)
     x = tf.constant(_x())
     enc = model.encoder_variables()
     with tf.GradientTape(persistent=True) as tape:
@@ -74,12 +75,42 @@ def test_the_gan_loss_never_reaches_the_encoder():
     stepped = []
     for gamma, generator in ((1e-2, "minimax"), (5.0, "non_saturating")):
         tfk.utils.set_random_seed(5)  # equal initial weights
-        m = _model(gamma=gamma, generator=generator)
+        m = _model(gamma=gamma, generator=generator,
+                   discriminate_reconstructions=reconstructions)
         m.train_step(x)
         stepped.append((_values(m.encoder_variables()), _values(m.decoder_variables())))
     for a, b in zip(stepped[0][0], stepped[1][0]):
         np.testing.assert_array_equal(a, b)
     assert any(not np.allclose(a, b) for a, b in zip(stepped[0][1], stepped[1][1]))
+
+
+@pytest.mark.parametrize("reconstructions", [True, False])
+def test_the_gan_value_matches_an_independent_computation(reconstructions):
+    # L_GAN from Dis and Dec run here by hand on the same draws: with reconstructions, the
+    # fake half averages Dis on Dec(z ~ q) and Dec(z_p); without (the reference's
+    # discriminate_ae_recon=False), it is Dis on Dec(z_p) alone.
+    model = _model(discriminate_reconstructions=reconstructions, generator="non_saturating")
+    x, seed = tf.constant(_x()), tf.constant([21, 22], tf.int32)
+    out = model.vae_gan_losses(x, seed=seed)
+    encode_seed, prior_seed = tfp.random.split_seed(seed, 2)
+    z = model.forward(x, num_samples=1, seed=encode_seed, decode=False).z[0]
+    z_p = model.prior.sample(len(_x()), seed=prior_seed)
+    logit = lambda images: model.discriminator(images)[0].numpy().astype(np.float64)  # noqa: E731
+    softplus = lambda t: np.logaddexp(0.0, t)  # noqa: E731
+    t_real, t_rec = logit(x), logit(model.decode(z).mean())
+    t_prior = logit(model.decode(z_p).mean())
+    fake = (0.5 * (softplus(t_rec).mean() + softplus(t_prior).mean()) if reconstructions
+            else softplus(t_prior).mean())
+    fool = (0.5 * (softplus(-t_rec).mean() + softplus(-t_prior).mean()) if reconstructions
+            else softplus(-t_prior).mean())
+    np.testing.assert_allclose(float(out["gan_value"]), -(softplus(-t_real).mean() + fake),
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(out["generator_loss"]), fool, rtol=1e-5)
+    # The two readings differ on these draws, so the comparison tells the settings apart.
+    other = (softplus(t_prior).mean() if reconstructions
+             else 0.5 * (softplus(t_rec).mean() + softplus(t_prior).mean()))
+    assert abs(other - fake) > 1e-4
+    np.testing.assert_allclose(float(out["accuracy_reconstructed"]), np.mean(t_rec < 0))
 
 
 @pytest.mark.slow

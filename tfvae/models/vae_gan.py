@@ -18,6 +18,10 @@ both descended; that is right only if L_GAN there denotes the discriminator's *l
 objective. The reference implementation (andersbll/autoencoding_beyond_pixels) descends
 the discriminator's logistic loss and gives the decoder its negative, as here. The two fake
 terms are averaged so real and generated images weigh equally (its real_vs_gen_weight 0.5).
+With `discriminate_reconstructions=False` (the reference model's discriminate_ae_recon
+switch; its CelebA script keeps it on) the fake half is log(1 - Dis(Dec(z_p))) alone: prior
+samples are the only generated images the GAN judges, and the decoder learns
+reconstructions from gamma * L_llike only.
 
 `generator="minimax"` (the reference's) has the decoder descend log(1 - Dis(x~));
 "non_saturating" descends -log Dis(x~) instead (same fixed point, stronger gradient when Dis
@@ -91,6 +95,9 @@ class VAEGAN(VAE):
             with it the KL's relative weight, follows the layer's width (the preset's layer
             gives L_llike ~600 per image against a pixel VAE's ~250 reconstruction nats).
             Default value: 1.0 (the paper's encoder loss).
+        discriminate_reconstructions: whether L_GAN's fake half includes Dec(z ~ q(z|x))
+            beside the prior samples Dec(z_p) (see the module docstring). Default value:
+            True (the paper's Eq. 10).
         **kwargs: the other `VAE` arguments (latent_dim, posterior, likelihood, prior,
             architecture: the preset apps/vae_gan.toml uses "conv", ...).
     """
@@ -106,7 +113,7 @@ class VAEGAN(VAE):
     def __init__(self, gamma=1e-2, feature_layer=3, discriminator_units=(32, 64, 128, 256),
                  decoder_lr=3e-4, discriminator_lr=3e-4, generator="minimax", gating=True,
                  equilibrium=0.68, margin=0.4, normalize_features=True, prior_weight=1.0,
-                 **kwargs):
+                 discriminate_reconstructions=True, **kwargs):
         if kwargs.get("terms") is not None:
             raise ValueError("VAE-GAN builds its objective itself (L_prior, L_llike, L_GAN); "
                              f"`terms` cannot be set; got {kwargs['terms']!r}.")
@@ -118,6 +125,8 @@ class VAEGAN(VAE):
         self.margin = validation.positive(margin, "margin")
         self.normalize_features = validation.boolean(normalize_features, "normalize_features")
         self.prior_weight = validation.positive(prior_weight, "prior_weight")
+        self.discriminate_reconstructions = validation.boolean(
+            discriminate_reconstructions, "discriminate_reconstructions")
         self.decoder_lr = validation.positive(decoder_lr, "decoder_lr")
         self.discriminator_lr = validation.positive(discriminator_lr, "discriminator_lr")
         self.discriminator = Discriminator(self.image_shape, discriminator_units, feature_layer)
@@ -171,26 +180,39 @@ class VAEGAN(VAE):
         z = fwd.z[0]                                                           # [B, D]
         batch = tf.shape(z)[0]
         x_rec = self.decode(z, training=training).mean()
-        # The GAN's images: reconstructions from a z the GAN loss cannot differentiate
-        # through, and prior samples, in one decoder pass.
         z_p = self.prior.sample(batch, seed=prior_seed)
-        fakes = self.decode(tf.concat([tf.stop_gradient(z), z_p], 0), training=training).mean()
-        logits, feats = self.discriminator(tf.concat([x, fakes], 0), training=training)
-        t_real, t_rec, t_prior = tf.split(logits, 3)
+        if self.discriminate_reconstructions:
+            # The GAN's images: reconstructions from a z the GAN loss cannot differentiate
+            # through, and prior samples, in one decoder pass.
+            fakes = self.decode(tf.concat([tf.stop_gradient(z), z_p], 0),
+                                training=training).mean()
+            logits, feats = self.discriminator(tf.concat([x, fakes], 0), training=training)
+            t_real, t_rec, t_prior = tf.split(logits, 3)
+            rec_feats = self.discriminator.features(x_rec, training=training)
+            fake_cost = 0.5 * (tf.reduce_mean(tf.nn.softplus(t_rec))
+                               + tf.reduce_mean(tf.nn.softplus(t_prior)))
+        else:
+            # The GAN sees prior samples only; Dis on the reconstructions gives their
+            # features and the accuracy metric, and no loss reads its logit.
+            fakes = self.decode(z_p, training=training).mean()
+            logits, feats = self.discriminator(tf.concat([x, fakes, x_rec], 0),
+                                               training=training)
+            t_real, t_prior, t_rec = tf.split(logits, 3)
+            rec_feats = feats[2 * batch:]
+            fake_cost = tf.reduce_mean(tf.nn.softplus(t_prior))
         real_feats = feats[:batch]
-        rec_feats = self.discriminator.features(x_rec, training=training)
         llike = tf.reduce_mean(feature_loss(real_feats, rec_feats, self.normalize_features))
         kl = tf.reduce_mean(fwd.rate)
         # log Dis = -softplus(-t), log(1 - Dis) = -softplus(t)
         real_cost = tf.reduce_mean(tf.nn.softplus(-t_real))
-        fake_cost = 0.5 * (tf.reduce_mean(tf.nn.softplus(t_rec))
-                           + tf.reduce_mean(tf.nn.softplus(t_prior)))
         gan_value = -(real_cost + fake_cost)
         if self.generator == "minimax":
             generator_loss = -fake_cost
         else:
-            generator_loss = 0.5 * (tf.reduce_mean(tf.nn.softplus(-t_rec))
-                                    + tf.reduce_mean(tf.nn.softplus(-t_prior)))
+            generator_loss = tf.reduce_mean(tf.nn.softplus(-t_prior))
+            if self.discriminate_reconstructions:
+                generator_loss = 0.5 * (generator_loss
+                                        + tf.reduce_mean(tf.nn.softplus(-t_rec)))
 
         def share(condition):
             return tf.reduce_mean(tf.cast(condition, tf.float32))
