@@ -95,7 +95,10 @@ def test_the_gan_value_matches_an_independent_computation(reconstructions):
     encode_seed, prior_seed = tfp.random.split_seed(seed, 2)
     z = model.forward(x, num_samples=1, seed=encode_seed, decode=False).z[0]
     z_p = model.prior.sample(len(_x()), seed=prior_seed)
-    logit = lambda images: model.discriminator(images)[0].numpy().astype(np.float64)  # noqa: E731
+
+    def logit(images):
+        return model.discriminator(images)[0].numpy().astype(np.float64)
+
     softplus = lambda t: np.logaddexp(0.0, t)  # noqa: E731
     t_real, t_rec = logit(x), logit(model.decode(z).mean())
     t_prior = logit(model.decode(z_p).mean())
