@@ -189,8 +189,7 @@ class VAEGAN(VAE):
             logits, feats = self.discriminator(tf.concat([x, fakes], 0), training=training)
             t_real, t_rec, t_prior = tf.split(logits, 3)
             rec_feats = self.discriminator.features(x_rec, training=training)
-            fake_cost = 0.5 * (tf.reduce_mean(tf.nn.softplus(t_rec))
-                               + tf.reduce_mean(tf.nn.softplus(t_prior)))
+            judged = (t_rec, t_prior)
         else:
             # The GAN sees prior samples only; Dis on the reconstructions gives their
             # features and the accuracy metric, and no loss reads its logit.
@@ -199,20 +198,22 @@ class VAEGAN(VAE):
                                                training=training)
             t_real, t_prior, t_rec = tf.split(logits, 3)
             rec_feats = feats[2 * batch:]
-            fake_cost = tf.reduce_mean(tf.nn.softplus(t_prior))
+            judged = (t_prior,)
         real_feats = feats[:batch]
         llike = tf.reduce_mean(feature_loss(real_feats, rec_feats, self.normalize_features))
         kl = tf.reduce_mean(fwd.rate)
-        # log Dis = -softplus(-t), log(1 - Dis) = -softplus(t)
+
+        # log Dis = -softplus(-t), log(1 - Dis) = -softplus(t); the judged fakes weigh equally
+        def fake_mean(f):
+            return tf.add_n([tf.reduce_mean(f(t)) for t in judged]) / len(judged)
+
         real_cost = tf.reduce_mean(tf.nn.softplus(-t_real))
+        fake_cost = fake_mean(tf.nn.softplus)
         gan_value = -(real_cost + fake_cost)
         if self.generator == "minimax":
             generator_loss = -fake_cost
         else:
-            generator_loss = tf.reduce_mean(tf.nn.softplus(-t_prior))
-            if self.discriminate_reconstructions:
-                generator_loss = 0.5 * (generator_loss
-                                        + tf.reduce_mean(tf.nn.softplus(-t_rec)))
+            generator_loss = fake_mean(lambda t: tf.nn.softplus(-t))
 
         def share(condition):
             return tf.reduce_mean(tf.cast(condition, tf.float32))
