@@ -229,3 +229,8 @@ def test_the_encoder_descends_prior_weight_times_kl_plus_the_feature_loss(prior_
 def test_prior_weight_must_be_positive():
     with pytest.raises(ValueError, match="prior_weight"):
         VAEGAN(prior_weight=0.0, **SMALL)
+
+
+def test_discriminate_reconstructions_must_be_a_bool():
+    with pytest.raises((TypeError, ValueError), match="discriminate_reconstructions"):
+        VAEGAN(discriminate_reconstructions="no", **SMALL)
