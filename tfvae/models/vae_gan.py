@@ -19,9 +19,10 @@ objective. The reference implementation (andersbll/autoencoding_beyond_pixels) d
 the discriminator's logistic loss and gives the decoder its negative, as here. The two fake
 terms are averaged so real and generated images weigh equally (its real_vs_gen_weight 0.5).
 With `discriminate_reconstructions=False` (the reference model's discriminate_ae_recon
-switch; its CelebA script keeps it on) the fake half is log(1 - Dis(Dec(z_p))) alone: prior
-samples are the only generated images the GAN judges, and the decoder learns
-reconstructions from gamma * L_llike only.
+switch; its CelebA script turns it off in the latest revision, 24aa0f2, and left it on in the
+paper's, 1906387) the fake half is log(1 - Dis(Dec(z_p))) alone: prior samples are the
+only generated images the GAN judges, and the decoder learns reconstructions from
+gamma * L_llike only.
 
 `generator="minimax"` (the reference's) has the decoder descend log(1 - Dis(x~));
 "non_saturating" descends -log Dis(x~) instead (same fixed point, stronger gradient when Dis
