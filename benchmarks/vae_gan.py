@@ -96,11 +96,20 @@ def measure(name, seed, args, x_train, y_train, x_test, y_test, judge):
         lack = ~np.isin(y_test, wanted)
         result = attributes.indicator(encode, decode, judge.predict, x_test[lack][:2000],
                                       y_test[lack][:2000], vector, wanted, alphas=(0.0, 1.0))
+        judged = judge.predict(result["images"][1.0])
         row["attributes"][attr] = {"ratio_alpha_1": result["ratio"][1.0],
                                    "ratio_alpha_0": result["ratio"][0.0],
                                    "control": result["control"], "n": result["num_images"],
+                                   "judged_alpha_1": judged_classes(judged),
                                    "separation": separation(codes, has, vector)}
     return row
+
+
+def judged_classes(predicted):
+    """How many of the alpha = 1 images the judge puts in each class, by class name: where
+    the images that miss the attribute go."""
+    counts = np.bincount(np.asarray(predicted), minlength=len(attributes.FASHION_MNIST_CLASSES))
+    return {name: int(n) for name, n in zip(attributes.FASHION_MNIST_CLASSES, counts)}
 
 
 def separation(codes, has, vector):
